@@ -1,0 +1,34 @@
+using ParaCuda.Tensors;
+
+namespace ParaCuda.Backends;
+
+/// <summary>
+/// One device's implementation of the engine: how memory is allocated there and how work is ordered
+/// (its <see cref="ComputeContext"/>s, each with the full <see cref="Ops"/> set).
+/// </summary>
+public abstract class Backend : IDisposable
+{
+    public abstract Device Device { get; }
+
+    /// <summary>One line for logs: the device and what the backend uses on it.</summary>
+    public abstract string Description { get; }
+
+    /// <summary>The context that work runs on unless a caller chooses another.</summary>
+    public abstract ComputeContext DefaultContext { get; }
+
+    /// <summary>A new, independently ordered context (a CUDA stream; a logical queue on the CPU).</summary>
+    public abstract ComputeContext CreateContext(string name);
+
+    /// <summary>Memory for a tensor of <paramref name="bytes"/> bytes, owned by the returned storage.</summary>
+    public abstract Storage Allocate(long bytes);
+
+    public void Dispose()
+    {
+        Dispose(disposing: true);
+        GC.SuppressFinalize(this);
+    }
+
+    protected virtual void Dispose(bool disposing)
+    {
+    }
+}

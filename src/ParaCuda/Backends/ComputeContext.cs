@@ -1,0 +1,64 @@
+using ParaCuda.Backends.Cpu;
+using ParaCuda.Tensors;
+
+namespace ParaCuda.Backends;
+
+/// <summary>
+/// An ordered queue of work on one device: a CUDA stream on a GPU, a logical queue on the CPU.
+/// Ops issued on one context run in issue order. Work on two contexts is unordered until one
+/// <see cref="Wait"/>s on an event the other <see cref="RecordEvent"/>ed; autograd records the context
+/// of every op so that its backward runs there too.
+/// </summary>
+public abstract class ComputeContext
+{
+    private static ComputeContext? s_default;
+
+    protected ComputeContext(Backend backend, string name)
+    {
+        Backend = backend;
+        Name = name;
+    }
+
+    /// <summary>Where tensors go when a caller names no context: the CPU unless set otherwise.</summary>
+    public static ComputeContext Default
+    {
+        get => s_default ?? CpuBackend.Instance.DefaultContext;
+        set => s_default = value;
+    }
+
+    public Backend Backend { get; }
+
+    public Device Device => Backend.Device;
+
+    public string Name { get; }
+
+    /// <summary>The op set, issuing onto this context.</summary>
+    public abstract Ops Ops { get; }
+
+    /// <summary>Marks the current end of this context's queue.</summary>
+    public abstract ContextEvent RecordEvent();
+
+    /// <summary>Makes later work on this context wait until <paramref name="e"/> completed (does not block the host).</summary>
+    public abstract void Wait(ContextEvent e);
+
+    /// <summary>Orders this context after everything issued so far on <paramref name="other"/>.</summary>
+    public void WaitFor(ComputeContext other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        if (!ReferenceEquals(other, this))
+        {
+            Wait(other.RecordEvent());
+        }
+    }
+
+    /// <summary>Blocks the host until everything issued on this context has finished.</summary>
+    public abstract void Synchronize();
+
+    public override string ToString() => $"{Device}/{Name}";
+}
+
+/// <summary>A point in one context's queue that other contexts can wait for.</summary>
+public abstract class ContextEvent
+{
+    public abstract bool IsCompleted { get; }
+}

@@ -1,0 +1,59 @@
+using ParaCuda.Tensors;
+
+namespace ParaCuda.Backends.Cpu;
+
+internal sealed unsafe partial class CpuOps
+{
+    protected override void GlobalNormCore(IReadOnlyList<Tensor> tensors, Tensor norm)
+    {
+        var total = 0.0;
+        foreach (var t in tensors)
+        {
+            total += Sum(F(t), t.NumElements, squares: true);
+        }
+
+        F(norm)[0] = (float)Math.Sqrt(total);
+    }
+
+    protected override void ClipByNormCore(IReadOnlyList<Tensor> tensors, Tensor norm, float maxNorm)
+    {
+        var coefficient = maxNorm / (F(norm)[0] + 1e-6f);
+        if (coefficient >= 1f)
+        {
+            return;
+        }
+
+        foreach (var t in tensors)
+        {
+            ScaleCore(t, coefficient, t);
+        }
+    }
+
+    protected override void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<long> steps)
+    {
+        // torch.optim.Adam's arithmetic: p -= (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps).
+        var decay = hp.DecoupledWeightDecay ? 1f - (hp.LearningRate * hp.WeightDecay) : 1f;
+        var l2 = hp.DecoupledWeightDecay ? 0f : hp.WeightDecay;
+        for (var t = 0; t < parameters.Count; t++)
+        {
+            var bc1 = 1.0 - Math.Pow(hp.Beta1, steps[t]);
+            var bc2 = 1.0 - Math.Pow(hp.Beta2, steps[t]);
+            var stepSize = (float)(hp.LearningRate / bc1);
+            var bc2Sqrt = (float)Math.Sqrt(bc2);
+            float* pp = F(parameters[t]), pg = F(grads[t]), pm = F(m[t]), pv = F(v[t]);
+            CpuParallel.For(Count(parameters[t]), 12, (i0, i1) =>
+            {
+                for (var i = i0; i < i1; i++)
+                {
+                    var p = pp[i] * decay;
+                    var g = pg[i] + (l2 * pp[i]);
+                    var mi = (hp.Beta1 * pm[i]) + ((1f - hp.Beta1) * g);
+                    var vi = (hp.Beta2 * pv[i]) + ((1f - hp.Beta2) * g * g);
+                    pm[i] = mi;
+                    pv[i] = vi;
+                    pp[i] = p - (stepSize * mi / ((MathF.Sqrt(vi) / bc2Sqrt) + hp.Epsilon));
+                }
+            });
+        }
+    }
+}

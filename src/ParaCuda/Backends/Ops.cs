@@ -1,0 +1,704 @@
+using ParaCuda.Tensors;
+
+namespace ParaCuda.Backends;
+
+/// <summary>How a sequence of token features becomes one feature vector per sample.</summary>
+public enum Pooling
+{
+    /// <summary>Take token 0 (the CLS token).</summary>
+    Cls,
+
+    /// <summary>Average over all tokens.</summary>
+    Mean,
+}
+
+/// <summary>
+/// Where a backward op writes one gradient: into <see cref="Tensor"/>, adding to its contents when
+/// <see cref="Accumulate"/> is set (a tensor used twice collects both gradients without extra passes),
+/// or nowhere when Tensor is null.
+/// </summary>
+public readonly record struct GradOut(Tensor? Tensor, bool Accumulate = false)
+{
+    public static GradOut None => default;
+
+    public static implicit operator GradOut(Tensor? tensor) => new(tensor);
+}
+
+/// <summary>Adam / AdamW hyper-parameters for one update.</summary>
+public readonly record struct AdamParameters(
+    float LearningRate,
+    float Beta1 = 0.9f,
+    float Beta2 = 0.999f,
+    float Epsilon = 1e-8f,
+    float WeightDecay = 0f,
+    bool DecoupledWeightDecay = false);
+
+/// <summary>
+/// The engine's op set, defined once: every backend implements the protected <c>*Core</c> methods and
+/// inherits the argument checks of the public ones. Ops are coarse on purpose: each maps to one GPU
+/// kernel or one cuBLAS call. They write into caller-provided outputs (allocation stays with the
+/// caller, so a device can use a caching allocator); outputs may alias inputs only where stated.
+/// Backward ops write parameter-like gradients through <see cref="GradOut"/>, which can accumulate.
+/// All tensors must be contiguous; float tensors are <see cref="DType.Float32"/>.
+/// </summary>
+public abstract class Ops
+{
+    protected Ops(Device device)
+    {
+        Device = device;
+    }
+
+    public Device Device { get; }
+
+    // ---------------------------------------------------------------- memory
+
+    /// <summary>dst[i] = value.</summary>
+    public void Fill(Tensor dst, float value)
+    {
+        ArgumentNullException.ThrowIfNull(dst);
+        var c = Check(nameof(Fill));
+        c.Tensor("dst", dst, dst.DType);
+        FillCore(dst, value);
+    }
+
+    /// <summary>dst = src element by element; src may be a strided view, dst is contiguous.</summary>
+    public void Copy(Tensor src, Tensor dst)
+    {
+        ArgumentNullException.ThrowIfNull(src);
+        ArgumentNullException.ThrowIfNull(dst);
+        var c = Check(nameof(Copy));
+        c.Tensor("dst", dst, src.DType);
+        c.That(!src.IsDisposed && src.Device == Device, $"src {src.Shape} must be a live tensor on {Device}");
+        c.SameShape("src", src, "dst", dst);
+        CopyCore(src, dst);
+    }
+
+    /// <summary>Writes host bytes into dst (asynchronous on devices that can; the source is consumed before return).</summary>
+    public void CopyFromHost(ReadOnlySpan<byte> src, Tensor dst)
+    {
+        ArgumentNullException.ThrowIfNull(dst);
+        var c = Check(nameof(CopyFromHost));
+        c.Tensor("dst", dst, dst.DType);
+        c.That(src.Length == dst.ByteLength, $"dst {dst.Shape} {dst.DType} holds {dst.ByteLength} bytes, the host buffer {src.Length}");
+        CopyFromHostCore(src, dst);
+    }
+
+    /// <summary>Reads src into host bytes, waiting for the work that produces it.</summary>
+    public void CopyToHost(Tensor src, Span<byte> dst)
+    {
+        ArgumentNullException.ThrowIfNull(src);
+        var c = Check(nameof(CopyToHost));
+        c.Tensor("src", src, src.DType);
+        c.That(dst.Length == src.ByteLength, $"src {src.Shape} {src.DType} holds {src.ByteLength} bytes, the host buffer {dst.Length}");
+        CopyToHostCore(src, dst);
+    }
+
+    // ---------------------------------------------------------------- elementwise
+
+    /// <summary>out = a + b (same shapes; out may alias a or b).</summary>
+    public void Add(Tensor a, Tensor b, Tensor output)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(output);
+        var c = Check(nameof(Add));
+        c.Tensor("a", a);
+        c.Tensor("b", b);
+        c.Tensor("out", output);
+        c.SameShape("a", a, "b", b);
+        c.SameShape("a", a, "out", output);
+        AddCore(a, b, output);
+    }
+
+    /// <summary>out = alpha * x (out may alias x).</summary>
+    public void Scale(Tensor x, float alpha, Tensor output)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(output);
+        var c = Check(nameof(Scale));
+        c.Tensor("x", x);
+        c.Tensor("out", output);
+        c.SameShape("x", x, "out", output);
+        ScaleCore(x, alpha, output);
+    }
+
+    /// <summary>out = Σ xs[i] (the branch sum; out must not alias any input).</summary>
+    public void SumMany(IReadOnlyList<Tensor> xs, Tensor output)
+    {
+        ArgumentNullException.ThrowIfNull(xs);
+        ArgumentNullException.ThrowIfNull(output);
+        var c = Check(nameof(SumMany));
+        c.That(xs.Count > 0, "needs at least one input");
+        c.Tensor("out", output);
+        for (var i = 0; i < xs.Count; i++)
+        {
+            c.Tensor($"xs[{i}]", xs[i]);
+            c.SameShape($"xs[{i}]", xs[i], "out", output);
+        }
+
+        SumManyCore(xs, output);
+    }
+
+    /// <summary>y = gelu(x + bias) with the exact erf GELU; bias [N] broadcasts over the rows of x [*, N].</summary>
+    public void BiasGelu(Tensor x, Tensor? bias, Tensor y)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(y);
+        var c = Check(nameof(BiasGelu));
+        c.Tensor("x", x);
+        c.Tensor("y", y);
+        c.SameShape("x", x, "y", y);
+        CheckBias(c, x, bias);
+        BiasGeluCore(x, bias, y);
+    }
+
+    /// <summary>dx = dy * gelu'(x + bias); dbias (+)= Σ_rows dx. x is the input before the bias.</summary>
+    public void BiasGeluBackward(Tensor x, Tensor? bias, Tensor dy, Tensor dx, GradOut dbias)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(dy);
+        ArgumentNullException.ThrowIfNull(dx);
+        var c = Check(nameof(BiasGeluBackward));
+        c.Tensor("x", x);
+        c.Tensor("dy", dy);
+        c.Tensor("dx", dx);
+        c.SameShape("x", x, "dy", dy);
+        c.SameShape("x", x, "dx", dx);
+        CheckBias(c, x, bias);
+        c.That(dbias.Tensor is null || bias is not null, "dbias given without bias");
+        if (dbias.Tensor is { } db)
+        {
+            c.Tensor("dbias", db);
+            c.SameShape("dbias", db, "bias", bias!);
+        }
+
+        BiasGeluBackwardCore(x, bias, dy, dx, dbias);
+    }
+
+    /// <summary>
+    /// y = x * keep / (1 - p) where keep = (uniform(seed, offset, i) ≥ p) from the counter-based Philox RNG,
+    /// so the same (seed, offset) gives the same mask on every backend. Backward is the same op on dy.
+    /// </summary>
+    public void Dropout(Tensor x, Tensor y, float p, ulong seed, ulong offset)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(y);
+        var c = Check(nameof(Dropout));
+        c.Tensor("x", x);
+        c.Tensor("y", y);
+        c.SameShape("x", x, "y", y);
+        c.That(p >= 0f && p < 1f, $"p must be in [0, 1), got {p}");
+        DropoutCore(x, y, p, seed, offset);
+    }
+
+    // ---------------------------------------------------------------- matrix products
+
+    /// <summary>
+    /// C = alpha · op(A) · op(B) + beta · C + bias, with op(X) = Xᵀ when its flag is set. A is [m, k] ([k, m]
+    /// transposed), B is [k, n] ([n, k] transposed), C is [m, n], bias [n] broadcasts over rows.
+    /// beta = 0 ignores C's previous contents (even NaN).
+    /// </summary>
+    public void Gemm(Tensor a, Tensor b, Tensor cOut, bool transA = false, bool transB = false, float alpha = 1f, float beta = 0f, Tensor? bias = null)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(cOut);
+        var c = Check(nameof(Gemm));
+        c.Tensor("A", a);
+        c.Tensor("B", b);
+        c.Tensor("C", cOut);
+        c.Rank("A", a, 2);
+        c.Rank("B", b, 2);
+        c.Rank("C", cOut, 2);
+        var (m, k) = transA ? (a.Shape[1], a.Shape[0]) : (a.Shape[0], a.Shape[1]);
+        var (kb, n) = transB ? (b.Shape[1], b.Shape[0]) : (b.Shape[0], b.Shape[1]);
+        c.That(k == kb, $"A {a.Shape}{(transA ? "ᵀ" : "")} · B {b.Shape}{(transB ? "ᵀ" : "")}: inner dimensions {k} and {kb} differ");
+        c.Shape("C", cOut, new Shape(m, n), $"A {a.Shape}{(transA ? "ᵀ" : "")} · B {b.Shape}{(transB ? "ᵀ" : "")}");
+        if (bias is not null)
+        {
+            c.Tensor("bias", bias);
+            c.Shape("bias", bias, new Shape(n), $"C {cOut.Shape}");
+        }
+
+        GemmCore(a, b, cOut, transA, transB, alpha, beta, bias);
+    }
+
+    /// <summary>C[i] = alpha · op(A[i]) · op(B[i]) + beta · C[i] for every i of the leading batch axis.</summary>
+    public void BatchedGemm(Tensor a, Tensor b, Tensor cOut, bool transA = false, bool transB = false, float alpha = 1f, float beta = 0f)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(cOut);
+        var c = Check(nameof(BatchedGemm));
+        c.Tensor("A", a);
+        c.Tensor("B", b);
+        c.Tensor("C", cOut);
+        c.Rank("A", a, 3);
+        c.Rank("B", b, 3);
+        c.Rank("C", cOut, 3);
+        c.That(a.Shape[0] == b.Shape[0] && a.Shape[0] == cOut.Shape[0], $"batch sizes of A {a.Shape}, B {b.Shape} and C {cOut.Shape} differ");
+        var (m, k) = transA ? (a.Shape[2], a.Shape[1]) : (a.Shape[1], a.Shape[2]);
+        var (kb, n) = transB ? (b.Shape[2], b.Shape[1]) : (b.Shape[1], b.Shape[2]);
+        c.That(k == kb, $"A {a.Shape}{(transA ? "ᵀ" : "")} · B {b.Shape}{(transB ? "ᵀ" : "")}: inner dimensions {k} and {kb} differ");
+        c.Shape("C", cOut, new Shape(a.Shape[0], m, n), $"A {a.Shape}{(transA ? "ᵀ" : "")} · B {b.Shape}{(transB ? "ᵀ" : "")}");
+        BatchedGemmCore(a, b, cOut, transA, transB, alpha, beta);
+    }
+
+    /// <summary>out[j] (+)= Σ_i x[i, j] over the rows of x [*, n] (a bias gradient).</summary>
+    public void SumRows(Tensor x, GradOut output)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        var c = Check(nameof(SumRows));
+        c.Tensor("x", x);
+        c.That(output.Tensor is not null, "out is required");
+        c.Tensor("out", output.Tensor!);
+        c.That(x.Rank >= 1, $"x must have rank ≥ 1, got {x.Shape}");
+        c.Shape("out", output.Tensor!, new Shape(x.Shape[-1]), $"x {x.Shape}");
+        SumRowsCore(x, output);
+    }
+
+    // ---------------------------------------------------------------- normalization
+
+    /// <summary>
+    /// Over the last axis of x [*, n]: mean_r, rstd_r = 1/sqrt(var_r + eps) (biased variance),
+    /// y = (x - mean) · rstd · gamma + beta. mean and rstd [rows] are saved for the backward.
+    /// </summary>
+    public void LayerNorm(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(gamma);
+        ArgumentNullException.ThrowIfNull(beta);
+        ArgumentNullException.ThrowIfNull(y);
+        ArgumentNullException.ThrowIfNull(mean);
+        ArgumentNullException.ThrowIfNull(rstd);
+        var c = Check(nameof(LayerNorm));
+        CheckLayerNormArgs(c, x, gamma, mean, rstd);
+        c.Tensor("beta", beta);
+        c.SameShape("beta", beta, "gamma", gamma);
+        c.Tensor("y", y);
+        c.SameShape("x", x, "y", y);
+        c.That(eps > 0f, $"eps must be positive, got {eps}");
+        LayerNormCore(x, gamma, beta, eps, y, mean, rstd);
+    }
+
+    /// <summary>
+    /// With x̂ = (x - mean)·rstd and g = dy·gamma: dx (+)= rstd·(g - mean(g) - x̂·mean(g·x̂));
+    /// dgamma (+)= Σ_rows dy·x̂; dbeta (+)= Σ_rows dy. Any of the three outputs may be None.
+    /// </summary>
+    public void LayerNormBackward(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, GradOut dx, GradOut dgamma, GradOut dbeta)
+    {
+        ArgumentNullException.ThrowIfNull(dy);
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(gamma);
+        ArgumentNullException.ThrowIfNull(mean);
+        ArgumentNullException.ThrowIfNull(rstd);
+        var c = Check(nameof(LayerNormBackward));
+        CheckLayerNormArgs(c, x, gamma, mean, rstd);
+        c.Tensor("dy", dy);
+        c.SameShape("dy", dy, "x", x);
+        CheckGradOut(c, "dx", dx, x.Shape);
+        CheckGradOut(c, "dgamma", dgamma, gamma.Shape);
+        CheckGradOut(c, "dbeta", dbeta, gamma.Shape);
+        LayerNormBackwardCore(dy, x, gamma, mean, rstd, dx, dgamma, dbeta);
+    }
+
+    // ---------------------------------------------------------------- attention
+
+    /// <summary>
+    /// Multi-head self-attention on packed projections. qkv [B, T, 3·H·Dh] holds q, k, v side by side
+    /// (each split into H heads of Dh); per batch b and head h: S = q·kᵀ/√Dh, P = softmax_rows(S),
+    /// out[b, :, h·Dh..] = P·v. lse [B, H, T] (optional) receives each row's log Σ exp(S), which the
+    /// backward uses to rebuild P without storing it.
+    /// </summary>
+    public void Attention(Tensor qkv, int heads, Tensor output, Tensor? lse)
+    {
+        ArgumentNullException.ThrowIfNull(qkv);
+        ArgumentNullException.ThrowIfNull(output);
+        var c = Check(nameof(Attention));
+        var (b, t, _) = CheckAttentionArgs(c, qkv, heads, output);
+        if (lse is not null)
+        {
+            c.Tensor("lse", lse);
+            c.Shape("lse", lse, new Shape(b, heads, t), $"qkv {qkv.Shape} with {heads} heads");
+        }
+
+        AttentionCore(qkv, heads, output, lse);
+    }
+
+    /// <summary>
+    /// Gradient of <see cref="Attention"/>: with P rebuilt from lse (or recomputed when lse is null),
+    /// dP = dout·vᵀ, dS = P ∘ (dP - rowsum(dout ∘ out)), dq = dS·k/√Dh, dk = dSᵀ·q/√Dh, dv = Pᵀ·dout,
+    /// written into dqkv [B, T, 3·H·Dh] in the same packed layout.
+    /// </summary>
+    public void AttentionBackward(Tensor qkv, Tensor output, Tensor dOutput, Tensor? lse, int heads, Tensor dQkv)
+    {
+        ArgumentNullException.ThrowIfNull(qkv);
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(dOutput);
+        ArgumentNullException.ThrowIfNull(dQkv);
+        var c = Check(nameof(AttentionBackward));
+        var (b, t, _) = CheckAttentionArgs(c, qkv, heads, output);
+        c.Tensor("dout", dOutput);
+        c.SameShape("dout", dOutput, "out", output);
+        c.Tensor("dqkv", dQkv);
+        c.SameShape("dqkv", dQkv, "qkv", qkv);
+        if (lse is not null)
+        {
+            c.Tensor("lse", lse);
+            c.Shape("lse", lse, new Shape(b, heads, t), $"qkv {qkv.Shape} with {heads} heads");
+        }
+
+        AttentionBackwardCore(qkv, output, dOutput, lse, heads, dQkv);
+    }
+
+    // ---------------------------------------------------------------- loss and metrics
+
+    /// <summary>losses[i] = logsumexp(logits[i, :]) - logits[i, labels[i]]; labels are Int32 class indices.</summary>
+    public void CrossEntropy(Tensor logits, Tensor labels, Tensor losses)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentNullException.ThrowIfNull(losses);
+        var c = Check(nameof(CrossEntropy));
+        CheckLogitsAndLabels(c, logits, labels);
+        c.Tensor("losses", losses);
+        c.Shape("losses", losses, new Shape(logits.Shape[0]), $"logits {logits.Shape}");
+        CrossEntropyCore(logits, labels, losses);
+    }
+
+    /// <summary>dlogits[i, j] = (softmax(logits[i])[j] - [j = labels[i]]) · dloss[0] · scale; dloss is a one-element tensor.</summary>
+    public void CrossEntropyBackward(Tensor logits, Tensor labels, Tensor dLoss, float scale, Tensor dLogits)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentNullException.ThrowIfNull(dLoss);
+        ArgumentNullException.ThrowIfNull(dLogits);
+        var c = Check(nameof(CrossEntropyBackward));
+        CheckLogitsAndLabels(c, logits, labels);
+        c.Tensor("dloss", dLoss);
+        c.That(dLoss.NumElements == 1, $"dloss must have one element, got {dLoss.Shape}");
+        c.Tensor("dlogits", dLogits);
+        c.SameShape("dlogits", dLogits, "logits", logits);
+        CrossEntropyBackwardCore(logits, labels, dLoss, scale, dLogits);
+    }
+
+    /// <summary>out[0] = scale · Σ x.</summary>
+    public void SumAll(Tensor x, Tensor output, float scale = 1f)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(output);
+        var c = Check(nameof(SumAll));
+        c.Tensor("x", x);
+        c.Tensor("out", output);
+        c.That(output.NumElements == 1, $"out must have one element, got {output.Shape}");
+        SumAllCore(x, output, scale);
+    }
+
+    /// <summary>indices[i] = argmax_j x[i, j] (the first maximum), as Int32.</summary>
+    public void ArgmaxRows(Tensor x, Tensor indices)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(indices);
+        var c = Check(nameof(ArgmaxRows));
+        c.Tensor("x", x);
+        c.Rank("x", x, 2);
+        c.Tensor("indices", indices, DType.Int32);
+        c.Shape("indices", indices, new Shape(x.Shape[0]), $"x {x.Shape}");
+        ArgmaxRowsCore(x, indices);
+    }
+
+    /// <summary>count[0] = #{i : argmax logits[i] = labels[i]}, as Int32.</summary>
+    public void CountCorrect(Tensor logits, Tensor labels, Tensor count)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentNullException.ThrowIfNull(count);
+        var c = Check(nameof(CountCorrect));
+        CheckLogitsAndLabels(c, logits, labels);
+        c.Tensor("count", count, DType.Int32);
+        c.That(count.NumElements == 1, $"count must have one element, got {count.Shape}");
+        CountCorrectCore(logits, labels, count);
+    }
+
+    // ---------------------------------------------------------------- vision
+
+    /// <summary>
+    /// images [B, C, H, W] → patches [B, (H/p)·(W/p), p·p·C]; patch n = (row, col) in raster order and
+    /// its features in (p1, p2, c) order, as the reference's einops pattern 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)'.
+    /// </summary>
+    public void Patchify(Tensor images, int patch, Tensor patches)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(patches);
+        var c = Check(nameof(Patchify));
+        c.Tensor("images", images);
+        c.Rank("images", images, 4);
+        c.That(patch > 0, $"patch size must be positive, got {patch}");
+        var (b, ch, h, w) = (images.Shape[0], images.Shape[1], images.Shape[2], images.Shape[3]);
+        c.That(h % patch == 0 && w % patch == 0, $"images {images.Shape} are not divisible into {patch}×{patch} patches");
+        c.Tensor("patches", patches);
+        c.Shape("patches", patches, new Shape(b, h / patch * (w / patch), patch * patch * ch), $"images {images.Shape} with patch {patch}");
+        PatchifyCore(images, patch, patches);
+    }
+
+    /// <summary>tokens[b, 0] = cls + pos[0]; tokens[b, 1 + n] = patchEmb[b, n] + pos[1 + n]. cls [D], pos [N+1, D].</summary>
+    public void AssembleTokens(Tensor patchEmbeddings, Tensor cls, Tensor positions, Tensor tokens)
+    {
+        ArgumentNullException.ThrowIfNull(patchEmbeddings);
+        ArgumentNullException.ThrowIfNull(cls);
+        ArgumentNullException.ThrowIfNull(positions);
+        ArgumentNullException.ThrowIfNull(tokens);
+        var c = Check(nameof(AssembleTokens));
+        CheckTokenArgs(c, patchEmbeddings, cls, positions, tokens);
+        AssembleTokensCore(patchEmbeddings, cls, positions, tokens);
+    }
+
+    /// <summary>dPatchEmb (+)= dTokens[:, 1:]; dcls (+)= Σ_b dTokens[b, 0]; dpos (+)= Σ_b dTokens[b]. None outputs are skipped.</summary>
+    public void AssembleTokensBackward(Tensor dTokens, GradOut dPatchEmbeddings, GradOut dCls, GradOut dPositions)
+    {
+        ArgumentNullException.ThrowIfNull(dTokens);
+        var c = Check(nameof(AssembleTokensBackward));
+        c.Tensor("dtokens", dTokens);
+        c.Rank("dtokens", dTokens, 3);
+        var (b, t, d) = (dTokens.Shape[0], dTokens.Shape[1], dTokens.Shape[2]);
+        c.That(t >= 1, $"dtokens {dTokens.Shape} has no CLS token");
+        CheckGradOut(c, "dpatch", dPatchEmbeddings, new Shape(b, t - 1, d));
+        CheckGradOut(c, "dcls", dCls, new Shape(d));
+        CheckGradOut(c, "dpos", dPositions, new Shape(t, d));
+        AssembleTokensBackwardCore(dTokens, dPatchEmbeddings, dCls, dPositions);
+    }
+
+    /// <summary>x [B, T, D] → out [B, D]: token 0 (<see cref="Pooling.Cls"/>) or the mean over tokens.</summary>
+    public void PoolTokens(Tensor x, Pooling mode, Tensor output)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(output);
+        var c = Check(nameof(PoolTokens));
+        c.Tensor("x", x);
+        c.Rank("x", x, 3);
+        c.Tensor("out", output);
+        c.Shape("out", output, new Shape(x.Shape[0], x.Shape[2]), $"x {x.Shape}");
+        PoolTokensCore(x, mode, output);
+    }
+
+    /// <summary>dx (+)= the gradient of <see cref="PoolTokens"/>: dout into token 0, or dout/T into every token.</summary>
+    public void PoolTokensBackward(Tensor dOutput, Pooling mode, GradOut dx)
+    {
+        ArgumentNullException.ThrowIfNull(dOutput);
+        var c = Check(nameof(PoolTokensBackward));
+        c.That(dx.Tensor is not null, "dx is required");
+        var t = dx.Tensor!;
+        c.Tensor("dx", t);
+        c.Rank("dx", t, 3);
+        c.Tensor("dout", dOutput);
+        c.Shape("dout", dOutput, new Shape(t.Shape[0], t.Shape[2]), $"dx {t.Shape}");
+        PoolTokensBackwardCore(dOutput, mode, dx);
+    }
+
+    // ---------------------------------------------------------------- optimizer
+
+    /// <summary>norm[0] = sqrt(Σ_t Σ_i t[i]²) over all tensors (the global gradient norm).</summary>
+    public void GlobalNorm(IReadOnlyList<Tensor> tensors, Tensor norm)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(norm);
+        var c = Check(nameof(GlobalNorm));
+        CheckTensorList(c, "tensors", tensors);
+        c.Tensor("norm", norm);
+        c.That(norm.NumElements == 1, $"norm must have one element, got {norm.Shape}");
+        GlobalNormCore(tensors, norm);
+    }
+
+    /// <summary>Scales every tensor in place by min(1, maxNorm / (norm[0] + 1e-6)), as torch.nn.utils.clip_grad_norm_.</summary>
+    public void ClipByNorm(IReadOnlyList<Tensor> tensors, Tensor norm, float maxNorm)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(norm);
+        var c = Check(nameof(ClipByNorm));
+        CheckTensorList(c, "tensors", tensors);
+        c.Tensor("norm", norm);
+        c.That(norm.NumElements == 1, $"norm must have one element, got {norm.Shape}");
+        c.That(maxNorm > 0f, $"maxNorm must be positive, got {maxNorm}");
+        ClipByNormCore(tensors, norm, maxNorm);
+    }
+
+    /// <summary>
+    /// One Adam/AdamW step over all parameters; parameter i is at its own timestep t = steps[i] (counted
+    /// from 1, as PyTorch counts per parameter, since a parameter without a gradient is skipped): g = grad (+ wd·p for Adam);
+    /// m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²; p -= lr·(m/(1-β1ᵗ)) / (sqrt(v/(1-β2ᵗ)) + eps);
+    /// AdamW first decays p *= 1 - lr·wd. Same formulas as torch.optim.Adam/AdamW.
+    /// </summary>
+    public void AdamUpdate(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<long> steps)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(grads);
+        ArgumentNullException.ThrowIfNull(m);
+        ArgumentNullException.ThrowIfNull(v);
+        var c = Check(nameof(AdamUpdate));
+        CheckTensorList(c, "parameters", parameters);
+        c.That(grads.Count == parameters.Count && m.Count == parameters.Count && v.Count == parameters.Count,
+            $"{parameters.Count} parameters but {grads.Count} grads, {m.Count} first and {v.Count} second moments");
+        for (var i = 0; i < parameters.Count; i++)
+        {
+            c.Tensor($"grads[{i}]", grads[i]);
+            c.Tensor($"m[{i}]", m[i]);
+            c.Tensor($"v[{i}]", v[i]);
+            c.SameShape($"grads[{i}]", grads[i], $"parameters[{i}]", parameters[i]);
+            c.SameShape($"m[{i}]", m[i], $"parameters[{i}]", parameters[i]);
+            c.SameShape($"v[{i}]", v[i], $"parameters[{i}]", parameters[i]);
+        }
+
+        ArgumentNullException.ThrowIfNull(steps);
+        c.That(steps.Count == parameters.Count, $"{parameters.Count} parameters but {steps.Count} step counts");
+        for (var i = 0; i < steps.Count; i++)
+        {
+            c.That(steps[i] >= 1, $"steps[{i}] = {steps[i]}: steps count from 1");
+        }
+
+        c.That(hp.LearningRate >= 0f && hp.Beta1 is >= 0f and < 1f && hp.Beta2 is >= 0f and < 1f && hp.Epsilon > 0f && hp.WeightDecay >= 0f,
+            $"invalid hyper-parameters {hp}");
+        AdamUpdateCore(parameters, grads, m, v, hp, steps);
+    }
+
+    // ---------------------------------------------------------------- backend hooks
+
+    protected abstract void FillCore(Tensor dst, float value);
+
+    protected abstract void CopyCore(Tensor src, Tensor dst);
+
+    protected abstract void CopyFromHostCore(ReadOnlySpan<byte> src, Tensor dst);
+
+    protected abstract void CopyToHostCore(Tensor src, Span<byte> dst);
+
+    protected abstract void AddCore(Tensor a, Tensor b, Tensor output);
+
+    protected abstract void ScaleCore(Tensor x, float alpha, Tensor output);
+
+    protected abstract void SumManyCore(IReadOnlyList<Tensor> xs, Tensor output);
+
+    protected abstract void BiasGeluCore(Tensor x, Tensor? bias, Tensor y);
+
+    protected abstract void BiasGeluBackwardCore(Tensor x, Tensor? bias, Tensor dy, Tensor dx, GradOut dbias);
+
+    protected abstract void DropoutCore(Tensor x, Tensor y, float p, ulong seed, ulong offset);
+
+    protected abstract void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias);
+
+    protected abstract void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta);
+
+    protected abstract void SumRowsCore(Tensor x, GradOut output);
+
+    protected abstract void LayerNormCore(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd);
+
+    protected abstract void LayerNormBackwardCore(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, GradOut dx, GradOut dgamma, GradOut dbeta);
+
+    protected abstract void AttentionCore(Tensor qkv, int heads, Tensor output, Tensor? lse);
+
+    protected abstract void AttentionBackwardCore(Tensor qkv, Tensor output, Tensor dOutput, Tensor? lse, int heads, Tensor dQkv);
+
+    protected abstract void CrossEntropyCore(Tensor logits, Tensor labels, Tensor losses);
+
+    protected abstract void CrossEntropyBackwardCore(Tensor logits, Tensor labels, Tensor dLoss, float scale, Tensor dLogits);
+
+    protected abstract void SumAllCore(Tensor x, Tensor output, float scale);
+
+    protected abstract void ArgmaxRowsCore(Tensor x, Tensor indices);
+
+    protected abstract void CountCorrectCore(Tensor logits, Tensor labels, Tensor count);
+
+    protected abstract void PatchifyCore(Tensor images, int patch, Tensor patches);
+
+    protected abstract void AssembleTokensCore(Tensor patchEmbeddings, Tensor cls, Tensor positions, Tensor tokens);
+
+    protected abstract void AssembleTokensBackwardCore(Tensor dTokens, GradOut dPatchEmbeddings, GradOut dCls, GradOut dPositions);
+
+    protected abstract void PoolTokensCore(Tensor x, Pooling mode, Tensor output);
+
+    protected abstract void PoolTokensBackwardCore(Tensor dOutput, Pooling mode, GradOut dx);
+
+    protected abstract void GlobalNormCore(IReadOnlyList<Tensor> tensors, Tensor norm);
+
+    protected abstract void ClipByNormCore(IReadOnlyList<Tensor> tensors, Tensor norm, float maxNorm);
+
+    protected abstract void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<long> steps);
+
+    // ---------------------------------------------------------------- shared checks
+
+    private OpCheck Check(string op) => new(op, Device);
+
+    private static void CheckGradOut(OpCheck c, string role, GradOut g, Shape expected)
+    {
+        if (g.Tensor is { } t)
+        {
+            c.Tensor(role, t);
+            c.Shape(role, t, expected, "the forward's operand");
+        }
+    }
+
+    private static void CheckBias(OpCheck c, Tensor x, Tensor? bias)
+    {
+        if (bias is null)
+        {
+            return;
+        }
+
+        c.Tensor("bias", bias);
+        c.That(x.Rank >= 1, $"x must have rank ≥ 1, got {x.Shape}");
+        c.Shape("bias", bias, new Shape(x.Shape[-1]), $"x {x.Shape}");
+    }
+
+    private static void CheckLayerNormArgs(OpCheck c, Tensor x, Tensor gamma, Tensor mean, Tensor rstd)
+    {
+        c.Tensor("x", x);
+        c.That(x.Rank >= 1, $"x must have rank ≥ 1, got {x.Shape}");
+        c.Tensor("gamma", gamma);
+        c.Shape("gamma", gamma, new Shape(x.Shape[-1]), $"x {x.Shape}");
+        var rows = (int)(x.NumElements / Math.Max(1, x.Shape[-1]));
+        c.Tensor("mean", mean);
+        c.Shape("mean", mean, new Shape(rows), $"x {x.Shape}");
+        c.Tensor("rstd", rstd);
+        c.Shape("rstd", rstd, new Shape(rows), $"x {x.Shape}");
+    }
+
+    private static (int B, int T, int D) CheckAttentionArgs(OpCheck c, Tensor qkv, int heads, Tensor output)
+    {
+        c.Tensor("qkv", qkv);
+        c.Rank("qkv", qkv, 3);
+        c.That(heads > 0, $"heads must be positive, got {heads}");
+        var (b, t, d3) = (qkv.Shape[0], qkv.Shape[1], qkv.Shape[2]);
+        c.That(d3 % (3 * heads) == 0, $"qkv {qkv.Shape}: last axis must be 3·heads·head_dim, with heads = {heads}");
+        var d = d3 / 3;
+        c.Tensor("out", output);
+        c.Shape("out", output, new Shape(b, t, d), $"qkv {qkv.Shape}");
+        return (b, t, d);
+    }
+
+    private static void CheckLogitsAndLabels(OpCheck c, Tensor logits, Tensor labels)
+    {
+        c.Tensor("logits", logits);
+        c.Rank("logits", logits, 2);
+        c.Tensor("labels", labels, DType.Int32);
+        c.Shape("labels", labels, new Shape(logits.Shape[0]), $"logits {logits.Shape}");
+    }
+
+    private static void CheckTokenArgs(OpCheck c, Tensor patchEmbeddings, Tensor cls, Tensor positions, Tensor tokens)
+    {
+        c.Tensor("patch", patchEmbeddings);
+        c.Rank("patch", patchEmbeddings, 3);
+        var (b, n, d) = (patchEmbeddings.Shape[0], patchEmbeddings.Shape[1], patchEmbeddings.Shape[2]);
+        c.Tensor("cls", cls);
+        c.Shape("cls", cls, new Shape(d), $"patch {patchEmbeddings.Shape}");
+        c.Tensor("pos", positions);
+        c.Shape("pos", positions, new Shape(n + 1, d), $"patch {patchEmbeddings.Shape}");
+        c.Tensor("tokens", tokens);
+        c.Shape("tokens", tokens, new Shape(b, n + 1, d), $"patch {patchEmbeddings.Shape}");
+    }
+
+    private static void CheckTensorList(OpCheck c, string role, IReadOnlyList<Tensor> tensors)
+    {
+        for (var i = 0; i < tensors.Count; i++)
+        {
+            c.Tensor($"{role}[{i}]", tensors[i]);
+        }
+    }
+}

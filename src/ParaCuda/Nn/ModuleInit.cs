@@ -1,0 +1,64 @@
+using ParaCuda.Backends;
+using ParaCuda.Tensors;
+
+namespace ParaCuda.Nn;
+
+/// <summary>
+/// What a module needs at construction: the context its parameters live on, the host RNG that draws
+/// their initial values (so a seed reproduces a model), and the model's dropout <see cref="Generator"/>.
+/// <see cref="On"/> derives the same for another context, e.g. a branch's own stream.
+/// </summary>
+public sealed class ModuleInit
+{
+    private ModuleInit(ComputeContext context, Random random, Generator generator)
+    {
+        Context = context;
+        Random = random;
+        Generator = generator;
+    }
+
+    public ComputeContext Context { get; }
+
+    public Random Random { get; }
+
+    public Generator Generator { get; }
+
+    public static ModuleInit Create(int seed, ComputeContext? context = null) =>
+        new(context ?? ComputeContext.Default, new Random(seed), new Generator((ulong)seed));
+
+    /// <summary>The same random state, placing parameters on <paramref name="context"/>.</summary>
+    public ModuleInit On(ComputeContext context) => new(context, Random, Generator);
+
+    /// <summary>U(-bound, bound), PyTorch's default for Linear weights and biases with bound = 1/√fan_in.</summary>
+    public Parameter Uniform(Shape shape, float bound)
+    {
+        var values = new float[shape.NumElements];
+        for (var i = 0; i < values.Length; i++)
+        {
+            values[i] = (float)(((Random.NextDouble() * 2) - 1) * bound);
+        }
+
+        return Parameter.Create(shape, values, Context);
+    }
+
+    /// <summary>N(0, std²) by Box–Muller (the reference initialises CLS and positions with torch.randn).</summary>
+    public Parameter Normal(Shape shape, float std = 1f)
+    {
+        var values = new float[shape.NumElements];
+        for (var i = 0; i < values.Length; i++)
+        {
+            var u1 = 1.0 - Random.NextDouble();
+            var u2 = Random.NextDouble();
+            values[i] = (float)(std * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+        }
+
+        return Parameter.Create(shape, values, Context);
+    }
+
+    public Parameter Constant(Shape shape, float value)
+    {
+        var values = new float[shape.NumElements];
+        Array.Fill(values, value);
+        return Parameter.Create(shape, values, Context);
+    }
+}
