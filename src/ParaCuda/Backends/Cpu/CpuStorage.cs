@@ -4,7 +4,7 @@ using ParaCuda.Tensors;
 
 namespace ParaCuda.Backends.Cpu;
 
-/// <summary>Host memory, 64-byte aligned so that rows can start on a cache line and vector loads stay aligned.</summary>
+/// <summary>Host memory from <see cref="HostMemoryPool"/>, 64-byte aligned so rows start on a cache line.</summary>
 [SuppressMessage("Design", "CA1001", Justification = "Storage is reference counted: Release() frees the memory when the last tensor lets go.")]
 internal sealed unsafe class CpuStorage(long bytes) : Storage(Device.Cpu, bytes)
 {
@@ -17,17 +17,20 @@ internal sealed unsafe class CpuStorage(long bytes) : Storage(Device.Cpu, bytes)
 
     private sealed class AlignedMemory : SafeHandle
     {
+        private readonly long _bytes;
+
         public AlignedMemory(long bytes)
             : base(IntPtr.Zero, ownsHandle: true)
         {
-            SetHandle((IntPtr)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 64));
+            _bytes = bytes;
+            SetHandle(HostMemoryPool.Rent(bytes));
         }
 
         public override bool IsInvalid => handle == IntPtr.Zero;
 
         protected override bool ReleaseHandle()
         {
-            NativeMemory.AlignedFree((void*)handle);
+            HostMemoryPool.Return(handle, _bytes);
             return true;
         }
     }
