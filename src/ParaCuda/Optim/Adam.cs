@@ -93,6 +93,57 @@ public sealed class Adam : IDisposable
         return norm;
     }
 
+    /// <summary>
+    /// The optimizer state for a checkpoint: first and second moments named "m.{parameter}" and
+    /// "v.{parameter}", and the step count of each parameter (in parameter order).
+    /// </summary>
+    public (IEnumerable<KeyValuePair<string, Tensor>> Moments, IReadOnlyList<long> Steps) State()
+    {
+        var moments = _parameters.SelectMany((p, i) => new[]
+        {
+            KeyValuePair.Create($"m.{p.Name}", _m[i]),
+            KeyValuePair.Create($"v.{p.Name}", _v[i]),
+        });
+        return (moments, _steps.ToArray());
+    }
+
+    /// <summary>
+    /// Restores what <see cref="State"/> returned. Everything is checked before anything is copied, so a
+    /// mismatched state leaves the optimizer untouched.
+    /// </summary>
+    public void LoadState(IReadOnlyDictionary<string, Tensor> moments, IReadOnlyList<long> steps)
+    {
+        ArgumentNullException.ThrowIfNull(moments);
+        ArgumentNullException.ThrowIfNull(steps);
+        if (steps.Count != _parameters.Length)
+        {
+            throw new InvalidDataException($"optimizer state has step counts for {steps.Count} parameters, the model has {_parameters.Length}");
+        }
+
+        for (var i = 0; i < _parameters.Length; i++)
+        {
+            foreach (var key in new[] { $"m.{_parameters[i].Name}", $"v.{_parameters[i].Name}" })
+            {
+                if (!moments.TryGetValue(key, out var t))
+                {
+                    throw new InvalidDataException($"optimizer state lacks '{key}'");
+                }
+
+                if (t.Shape != _m[i].Shape || t.DType != _m[i].DType)
+                {
+                    throw new InvalidDataException($"optimizer state '{key}' is {t.DType}{t.Shape}, the parameter needs {_m[i].DType}{_m[i].Shape}");
+                }
+            }
+        }
+
+        for (var i = 0; i < _parameters.Length; i++)
+        {
+            _context.Ops.Copy(moments[$"m.{_parameters[i].Name}"], _m[i]);
+            _context.Ops.Copy(moments[$"v.{_parameters[i].Name}"], _v[i]);
+            _steps[i] = steps[i];
+        }
+    }
+
     public void ZeroGrad()
     {
         foreach (var (_, p) in _parameters)

@@ -1,0 +1,292 @@
+using System.Diagnostics;
+using ParaCuda.Autograd;
+using ParaCuda.Backends;
+using ParaCuda.Data;
+using ParaCuda.Models;
+using ParaCuda.Optim;
+using ParaCuda.Tensors;
+
+namespace ParaCuda.Training;
+
+/// <summary>The datasets of a run and how each is prepared.</summary>
+public sealed record TrainData(ImageDataset Train, ImageDataset Validation, ImageDataset Test, Transform TrainTransform, Transform EvalTransform);
+
+/// <summary>What a front end shows while training runs. Calls come from the training thread.</summary>
+public interface ITrainingObserver
+{
+    void PassStarted(int epoch, int epochs, string pass, int batches, int startBatch);
+
+    /// <summary>After each batch: the loss and accuracy of its last step, and the pass's images/s so far.</summary>
+    void BatchDone(int batch, double loss, double accuracy, double imagesPerSecond);
+
+    void Evaluating(int epoch);
+
+    void EpochDone(EpochMetrics metrics, bool best);
+}
+
+/// <summary>How a run ended: all epochs done, or stopped (max steps, cancellation) with a resumable checkpoint.</summary>
+public sealed record TrainResult(IReadOnlyList<EpochMetrics> Epochs, bool Completed, long Steps, string LastCheckpoint, string BestCheckpoint);
+
+/// <summary>A loss became NaN or infinite; the message names the step and the last good checkpoint.</summary>
+public sealed class TrainingDivergedException(string message) : Exception(message);
+
+/// <summary>
+/// Runs a schedule's passes over the data, evaluates every prefix after each epoch, and keeps
+/// <c>metrics.jsonl</c>, <c>best.safetensors</c> (best validation accuracy, weights only) and
+/// <c>last.safetensors</c> (full training state, for <c>--resume</c>) in the output folder.
+/// Runs stop only at batch boundaries, so a resumed run repeats an uninterrupted one exactly.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    public const string MetricsFile = "metrics.jsonl";
+    public const string LastFile = "last.safetensors";
+    public const string BestFile = "best.safetensors";
+
+    private readonly VisionModel _model;
+    private readonly TrainOptions _options;
+    private readonly TrainData _data;
+    private readonly ITrainingObserver? _observer;
+    private readonly Schedule _schedule;
+    private readonly Adam _optimizer;
+    private readonly DataLoader _loader;
+
+    public Trainer(VisionModel model, TrainOptions options, TrainData data, string outDirectory, ITrainingObserver? observer = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(data);
+        if (options.Problem() is { } problem)
+        {
+            throw new ArgumentException($"invalid training options: {problem}", nameof(options));
+        }
+
+        _model = model;
+        _options = options;
+        _data = data;
+        _observer = observer;
+        OutDirectory = outDirectory;
+        _schedule = Schedule.Create(options.Schedule, options.Stages, options.FreezeEarlier);
+        var adamw = options.Optimizer == "adamw";
+        _optimizer = new Adam(model.NamedParameters(), new AdamParameters(options.LearningRate, WeightDecay: adamw ? options.WeightDecay : 0f, DecoupledWeightDecay: adamw));
+        _loader = new DataLoader(data.Train, options.BatchSize, data.TrainTransform, shuffle: true, seed: options.Seed, workers: options.Workers);
+    }
+
+    public string OutDirectory { get; }
+
+    public string LastCheckpoint => Path.Combine(OutDirectory, LastFile);
+
+    public string BestCheckpoint => Path.Combine(OutDirectory, BestFile);
+
+    public string MetricsPath => Path.Combine(OutDirectory, MetricsFile);
+
+    /// <summary>
+    /// Trains to the end (or to <see cref="TrainOptions.MaxSteps"/> or cancellation, saving a resumable
+    /// checkpoint). With <paramref name="resume"/> it continues from <c>last.safetensors</c>; without, it
+    /// refuses an output folder that already holds a run rather than overwrite it.
+    /// </summary>
+    public TrainResult Run(bool resume = false, CancellationToken ct = default)
+    {
+        Directory.CreateDirectory(OutDirectory);
+        var state = resume ? ResumeState() : FreshState();
+        var history = ReadHistory(state.Epoch);
+        var clock = Stopwatch.StartNew();
+        var elapsedBefore = state.ElapsedSeconds;
+        double Elapsed() => elapsedBefore + clock.Elapsed.TotalSeconds;
+
+        for (var epoch = state.Epoch; epoch < _options.Epochs; epoch++)
+        {
+            var passes = _schedule.Passes(epoch, _options.Epochs, _model.Prefixes);
+            var sums = state.Epoch == epoch ? state.Partial : new EpochAccumulator();
+            for (var pass = state.Epoch == epoch ? state.Pass : 0; pass < passes.Count; pass++)
+            {
+                var startBatch = state.Epoch == epoch && state.Pass == pass ? state.Batch : 0;
+                _observer?.PassStarted(epoch, _options.Epochs, passes[pass].Name, _loader.BatchesPerEpoch, startBatch);
+                var passClock = Stopwatch.StartNew();
+                var (passImages, passSeconds) = (0L, 0.0);
+                foreach (var batch in _loader.Epoch((epoch * passes.Count) + pass, startBatch, ct))
+                {
+                    var (loss, correct) = TrainBatch(batch, passes[pass].Steps, ref state);
+                    var seconds = passClock.Elapsed.TotalSeconds;
+                    passClock.Restart();
+                    (passImages, passSeconds) = (passImages + batch.Count, passSeconds + seconds);
+                    sums = sums with
+                    {
+                        LossSum = sums.LossSum + (loss * batch.Count),
+                        Correct = sums.Correct + correct,
+                        Seen = sums.Seen + batch.Count,
+                        Images = sums.Images + batch.Count,
+                        Seconds = sums.Seconds + seconds,
+                    };
+                    _observer?.BatchDone(batch.Index, loss, (double)correct / batch.Count, passImages / Math.Max(passSeconds, 1e-9));
+
+                    var stop = ct.IsCancellationRequested || (_options.MaxSteps > 0 && state.Steps >= _options.MaxSteps);
+                    if (stop)
+                    {
+                        var next = batch.Index + 1 < _loader.BatchesPerEpoch ? (pass, batch.Index + 1) : (pass + 1, 0);
+                        SaveLast(state with { Epoch = epoch, Pass = next.Item1, Batch = next.Item2, Partial = sums, ElapsedSeconds = Elapsed() });
+                        return new TrainResult(history, false, state.Steps, LastCheckpoint, BestCheckpoint);
+                    }
+                }
+            }
+
+            _observer?.Evaluating(epoch);
+            var metrics = Evaluate(epoch, sums, state.Steps, Elapsed());
+            history.Add(metrics);
+            File.AppendAllText(MetricsPath, metrics.ToJsonLine() + "\n");
+            var score = _data.Validation.Count > 0 ? metrics.ValAccuracy : metrics.TestAccuracy;
+            var best = score > state.BestValAccuracy;
+            if (best)
+            {
+                Checkpoint.SaveModel(BestCheckpoint, _model, new Dictionary<string, string> { ["paracuda.epoch"] = (epoch + 1).ToString(System.Globalization.CultureInfo.InvariantCulture) });
+                state = state with { BestValAccuracy = score, BestEpoch = epoch + 1 };
+            }
+
+            state = state with { Epoch = epoch + 1, Pass = 0, Batch = 0, Partial = new EpochAccumulator(), ElapsedSeconds = Elapsed() };
+            SaveLast(state);
+            _observer?.EpochDone(metrics, best);
+        }
+
+        return new TrainResult(history, true, state.Steps, LastCheckpoint, BestCheckpoint);
+    }
+
+    public void Dispose()
+    {
+        _loader.Dispose();
+        _optimizer.Dispose();
+    }
+
+    /// <summary>One batch: every step the pass asks for. Returns the loss and correct count of the last step.</summary>
+    private (double Loss, long Correct) TrainBatch(HostBatch batch, IReadOnlyList<TrainStep> steps, ref TrainingState state)
+    {
+        using var batchScope = TensorScope.Begin();
+        var (images, labels) = Evaluation.ToDevice(batch, _model);
+        var result = (Loss: 0.0, Correct: 0L);
+        foreach (var step in steps)
+        {
+            using var stepScope = TensorScope.Begin();
+            SetFrozen(step.FrozenBelow);
+            _optimizer.ZeroGrad();
+            Tensor logits;
+            Tensor loss;
+            if (step.AllPrefixes)
+            {
+                var all = _model.ForwardAllPrefixes(images, step.Prefix);
+                loss = F.Scale(F.SumMany(all.Select(l => F.CrossEntropy(l, labels)).ToList()), 1f / all.Count);
+                logits = all[^1];
+            }
+            else
+            {
+                logits = _model.Forward(images, step.Prefix);
+                loss = F.CrossEntropy(logits, labels);
+            }
+
+            var value = loss.Item();
+            if (!double.IsFinite(value))
+            {
+                var last = File.Exists(LastCheckpoint) ? LastCheckpoint : "none yet";
+                throw new TrainingDivergedException(
+                    $"loss became {value} at optimizer step {state.Steps + 1} (epoch {state.Epoch + 1}, batch {batch.Index + 1}, prefix k={step.Prefix}); " +
+                    $"last good checkpoint: {last}. Try a lower --lr.");
+            }
+
+            loss.Backward();
+            if (step.Clip)
+            {
+                _optimizer.ClipGradNorm(_options.ClipNorm);
+            }
+
+            _optimizer.Step();
+            state = state with { Steps = state.Steps + 1 };
+            using var count = Tensor.Zeros(new Shape(1), DType.Int32, _model.Context);
+            _model.Context.Ops.CountCorrect(logits, labels, count);
+            result = (value, (long)count.Item());
+        }
+
+        SetFrozen(0);
+        return result;
+    }
+
+    private void SetFrozen(int frozenBelow)
+    {
+        if (_model is ParaFormer paraformer)
+        {
+            for (var b = 0; b < paraformer.Branches.Count; b++)
+            {
+                foreach (var p in paraformer.Branches[b].Parameters())
+                {
+                    p.RequiresGrad = b >= frozenBelow;
+                }
+            }
+        }
+    }
+
+    private EpochMetrics Evaluate(int epoch, EpochAccumulator sums, long steps, double elapsed)
+    {
+        var val = _data.Validation.Count > 0 ? Evaluation.Run(_model, _data.Validation, _data.EvalTransform, _options.EvalBatchSize) : null;
+        var test = Evaluation.Run(_model, _data.Test, _data.EvalTransform, _options.EvalBatchSize);
+        var prefixes = test.Select((t, i) => new PrefixMetrics(t.K, val?[i].Loss ?? double.NaN, val?[i].Accuracy ?? double.NaN, t.Loss, t.Accuracy)).ToList();
+        var full = prefixes[^1];
+        var seen = Math.Max(sums.Seen, 1);
+        return new EpochMetrics(
+            epoch + 1,
+            _schedule.Name,
+            _model.Config.Kind.ToString(),
+            sums.LossSum / seen,
+            (double)sums.Correct / seen,
+            full.ValLoss,
+            full.ValAccuracy,
+            full.TestLoss,
+            full.TestAccuracy,
+            prefixes,
+            sums.Seconds,
+            sums.Images / Math.Max(sums.Seconds, 1e-9),
+            steps,
+            elapsed);
+    }
+
+    private TrainingState FreshState()
+    {
+        if (File.Exists(LastCheckpoint) || File.Exists(MetricsPath))
+        {
+            throw new IOException($"{OutDirectory} already holds a run ({LastFile} or {MetricsFile}); pass --resume to continue it, or choose another --out");
+        }
+
+        return new TrainingState { Options = _options, GeneratorSeed = _model.Generator.Seed };
+    }
+
+    private TrainingState ResumeState()
+    {
+        if (!File.Exists(LastCheckpoint))
+        {
+            throw new FileNotFoundException($"nothing to resume: {LastCheckpoint} does not exist", LastCheckpoint);
+        }
+
+        var state = Checkpoint.Restore(LastCheckpoint, _model, _optimizer);
+        var saved = state.Options with { MaxSteps = _options.MaxSteps, Workers = _options.Workers };
+        var asked = _options with { Stages = saved.Stages };
+        if (saved != asked || !saved.Stages.SequenceEqual(_options.Stages))
+        {
+            throw new ArgumentException($"--resume must keep the run's training options; {LastCheckpoint} was trained with {Describe(saved)}, this command asks for {Describe(_options)}");
+        }
+
+        return state;
+    }
+
+    private static string Describe(TrainOptions o) =>
+        $"schedule {o.Schedule}, {o.Epochs} epochs, batch {o.BatchSize}, lr {o.LearningRate}, {o.Optimizer}, seed {o.Seed}";
+
+    /// <summary>The metrics lines of the epochs already finished; later lines (from a run cut short) are dropped.</summary>
+    private List<EpochMetrics> ReadHistory(int finishedEpochs)
+    {
+        if (!File.Exists(MetricsPath))
+        {
+            return [];
+        }
+
+        var kept = EpochMetrics.ReadFile(MetricsPath).Where(m => m.Epoch <= finishedEpochs).ToList();
+        File.WriteAllLines(MetricsPath, kept.Select(m => m.ToJsonLine()));
+        return kept;
+    }
+
+    private void SaveLast(TrainingState state) => Checkpoint.SaveTraining(LastCheckpoint, _model, _optimizer, state);
+}
