@@ -22,12 +22,13 @@ public abstract class Schedule
     public abstract IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int branches);
 
     /// <summary>The schedules selectable with --schedule.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["lpa", "staged", "joint"];
+    public static IReadOnlyList<string> Names { get; } = ["lpa", "prefix", "staged", "joint"];
 
     public static Schedule Create(string name, IReadOnlyList<int>? stageEpochs = null, bool freezeEarlier = false) => name.ToLowerInvariant() switch
     {
         "lpa" => new LpaSchedule(),
         "staged" => new StagedSchedule(stageEpochs, freezeEarlier),
+        "prefix" => new PrefixSchedule(),
         "joint" => new JointSchedule(),
         _ => throw new ArgumentException($"unknown schedule '{name}'; choose one of: {string.Join(", ", Names)}", nameof(name)),
     };
@@ -88,4 +89,17 @@ public sealed class JointSchedule : Schedule
 
     public override IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int branches) =>
         [new("joint", [new TrainStep(branches, Clip: true)])];
+}
+
+/// <summary>
+/// The prefix losses of <c>lpa</c> in one step: a single forward through every branch, loss = the mean
+/// over k of cross-entropy(head(Σ_{b≤k} branch_b)), one backward and one (clipped) update per batch. All
+/// branches run in parallel and each batch costs one step instead of B + 1.
+/// </summary>
+public sealed class PrefixSchedule : Schedule
+{
+    public override string Name => "prefix";
+
+    public override IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int branches) =>
+        [new("prefix", [new TrainStep(branches, Clip: true, AllPrefixes: true)])];
 }

@@ -98,6 +98,18 @@ public class TrainerTests
     }
 
     [Test]
+    public void Prefix_takes_one_step_per_batch_that_updates_every_branch()
+    {
+        var data = Data();
+        var batches = (data.Train.Count + 49) / 50;
+        var result = Train("prefix", s_options with { Epochs = 1, Schedule = "prefix" }, data: data);
+
+        Assert.That(result.Steps, Is.EqualTo(batches));
+        using var model = Model();
+        Assert.That(ParameterSteps(result.LastCheckpoint, model), Is.All.EqualTo(batches));
+    }
+
+    [Test]
     public void Lpa_on_a_synthetic_task_ends_with_test_loss_non_increasing_in_k()
     {
         var result = Train("curve", s_options with { Epochs = 4 }, data: Data(train: 1500));

@@ -1,0 +1,65 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using ParaCuda.Training;
+using Spectre.Console;
+
+namespace ParaCuda.Cli;
+
+/// <summary><c>paracuda eval</c>: test accuracy of a checkpoint for every prefix k.</summary>
+internal static class EvalCommand
+{
+    private static readonly Option<string> s_checkpoint = new("--checkpoint") { Description = "A .safetensors checkpoint written by paracuda", Required = true };
+    private static readonly Option<int> s_batch = new("--batch") { Description = "Evaluation batch size", DefaultValueFactory = _ => 1000 };
+    private static readonly Option<bool> s_json = new("--json") { Description = "Print JSON instead of a table" };
+    private static readonly JsonSerializerOptions s_indented = new() { WriteIndented = true };
+
+    public static Command Create()
+    {
+        var command = new Command("eval", "Evaluate a checkpoint on the test set, for every number of branches k")
+        {
+            s_checkpoint, Options.Dataset, Options.Data, Options.Device, s_batch, s_json,
+        };
+        command.SetAction(parse => Cli.Run(() => Eval(parse)));
+        return command;
+    }
+
+    private static int Eval(ParseResult parse)
+    {
+        var path = parse.GetValue(s_checkpoint)!;
+        if (!File.Exists(path))
+        {
+            throw new UserError($"--checkpoint: {path} does not exist");
+        }
+
+        var json = parse.GetValue(s_json);
+        var context = Setup.Context(parse.GetValue(Options.Device)!, n =>
+        {
+            if (!json)
+            {
+                AnsiConsole.MarkupLine($"[grey]{Markup.Escape(n)}[/]");
+            }
+        });
+        using var model = Checkpoint.LoadModel(path, context);
+        var dataset = parse.GetValue(Options.Dataset)!;
+        var (_, test) = Setup.Load(dataset, parse.GetValue(Options.Data), seed: 1);
+        Setup.CheckFits(model.Config, test, $"{dataset} test set");
+        var scores = Evaluation.Run(model, test, Setup.Transform(model.Config, train: false), parse.GetValue(s_batch));
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(
+                new { checkpoint = path, dataset, images = test.Count, prefixes = scores.Select(s => new { k = s.K, accuracy = s.Accuracy, loss = s.Loss }) },
+                s_indented));
+            return 0;
+        }
+
+        var table = new Table().Title(Markup.Escape($"{path}: {dataset} test set, {test.Count:N0} images")).AddColumns("k", "accuracy", "loss");
+        foreach (var s in scores)
+        {
+            table.AddRow(s.K.ToString(CultureInfo.InvariantCulture), (s.Accuracy * 100).ToString("F2", CultureInfo.InvariantCulture) + " %", s.Loss.ToString("F4", CultureInfo.InvariantCulture));
+        }
+
+        AnsiConsole.Write(table);
+        return 0;
+    }
+}
