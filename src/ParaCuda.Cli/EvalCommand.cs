@@ -37,7 +37,7 @@ internal static class EvalCommand
         {
             if (!json)
             {
-                AnsiConsole.MarkupLine($"[grey]{Markup.Escape(n)}[/]");
+                Cli.Notice(n);
             }
         });
         using var model = Checkpoint.LoadModel(path, context);

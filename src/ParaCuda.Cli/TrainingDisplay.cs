@@ -17,6 +17,9 @@ internal sealed class TrainingDisplay(Action<EpochMetrics> epochDone) : ITrainin
     private int _batches;
     private int _lastLine;
 
+    /// <summary>Prefix of every line, naming the run when one command trains several.</summary>
+    public string Run { get; set; } = "";
+
     /// <summary>Runs <paramref name="body"/> under a live progress display when the console is interactive.</summary>
     public T Show<T>(Func<T> body)
     {
@@ -38,7 +41,7 @@ internal sealed class TrainingDisplay(Action<EpochMetrics> epochDone) : ITrainin
 
     public void PassStarted(int epoch, int epochs, string pass, int batches, int startBatch)
     {
-        _label = $"epoch {epoch + 1}/{epochs} {pass}";
+        _label = $"{Run}epoch {epoch + 1}/{epochs} {pass}";
         _batches = batches;
         _lastLine = startBatch;
         if (_progress is not null)
@@ -76,10 +79,10 @@ internal sealed class TrainingDisplay(Action<EpochMetrics> epochDone) : ITrainin
         var perK = string.Join(" ", metrics.Prefixes.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.K}:{p.TestAccuracy * 100:F1}")));
         var line = string.Create(
             CultureInfo.InvariantCulture,
-            $"epoch {metrics.Epoch}: train loss {metrics.TrainLoss:F4} acc {metrics.TrainAccuracy:P1} | val {metrics.ValAccuracy:P2} | test {metrics.TestAccuracy:P2} | test acc by k {perK} | {metrics.EpochSeconds:F0} s, {metrics.ImagesPerSecond:F0} img/s{(best ? " | best so far" : "")}");
+            $"{Run}epoch {metrics.Epoch}: train loss {metrics.TrainLoss:F4} acc {metrics.TrainAccuracy:P1} | val {metrics.ValAccuracy:P2} | test {metrics.TestAccuracy:P2} | test acc by k {perK} | {metrics.EpochSeconds:F0} s, {metrics.ImagesPerSecond:F0} img/s{(best ? " | best so far" : "")}");
         if (_progress is not null)
         {
-            AnsiConsole.MarkupLine(Markup.Escape(line));
+            AnsiConsole.WriteLine(line);
         }
         else
         {

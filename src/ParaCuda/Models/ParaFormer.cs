@@ -75,7 +75,7 @@ public sealed class ParaFormer : VisionModel
         var outputs = new Tensor[prefix];
         for (var b = 0; b < prefix; b++)
         {
-            outputs[b] = RunBranch(b, tokens);
+            outputs[b] = BranchForward(b, tokens);
         }
 
         return prefix == 1 ? outputs[0] : F.SumMany(outputs);
@@ -83,17 +83,19 @@ public sealed class ParaFormer : VisionModel
 
     protected override IEnumerable<Tensor> PrefixFeatures(Tensor tokens)
     {
-        var sum = RunBranch(0, tokens);
+        var sum = BranchForward(0, tokens);
         yield return sum;
         for (var b = 1; b < Branches.Count; b++)
         {
-            sum = F.Add(sum, RunBranch(b, tokens));
+            sum = F.Add(sum, BranchForward(b, tokens));
             yield return sum;
         }
     }
 
-    private Tensor RunBranch(int b, Tensor tokens)
+    /// <summary>Token features [B, T, D] of branch <paramref name="b"/> alone, on the embedding's context.</summary>
+    public Tensor BranchForward(int b, Tensor tokens)
     {
+        ArgumentNullException.ThrowIfNull(tokens);
         var branch = Branches[b];
         return F.Transfer(branch.Forward(F.Transfer(tokens, branch.Context)), tokens.Context);
     }

@@ -3,7 +3,7 @@ using ParaCuda.Nn;
 namespace ParaCuda.Models;
 
 /// <summary>Training settings that come with a preset (each can be overridden on the command line).</summary>
-public sealed record TrainingDefaults(int Epochs, int BatchSize, float LearningRate, string Optimizer);
+public sealed record TrainingDefaults(int Epochs, int BatchSize, float LearningRate, string Optimizer, bool Augment);
 
 /// <summary>A named model configuration with its training defaults.</summary>
 public sealed record Preset(string Name, string Description, ModelConfig Model, TrainingDefaults Training);
@@ -19,13 +19,13 @@ public static class Presets
         new(
             "tiny",
             "CPU default: a small ParaFormer on native-size images that trains Fashion-MNIST in minutes",
-            new ModelConfig { ImageSize = 0, Patch = 4, Dim = 64, Heads = 2, MlpDim = 128, Branches = 4, BranchDepth = 1, Depth = 4, Dropout = 0f, EmbeddingDropout = 0f },
-            new TrainingDefaults(Epochs: 4, BatchSize: 128, LearningRate: 1e-3f, Optimizer: "adam")),
+            new ModelConfig { ImageSize = 0, Patch = 7, Dim = 64, Heads = 2, MlpDim = 128, Branches = 4, BranchDepth = 1, Depth = 4, Dropout = 0f, EmbeddingDropout = 0f },
+            new TrainingDefaults(Epochs: 3, BatchSize: 128, LearningRate: 1e-3f, Optimizer: "adam", Augment: false)),
         new(
             "paper",
             "The reference configuration: 224×224 input, patch 16, width 192, 3 heads of 64, MLP 768, 8 branches × 2 blocks",
             new ModelConfig { ImageSize = 224, Patch = 16, Dim = 192, Heads = 3, HeadDim = 64, MlpDim = 768, Branches = 8, BranchDepth = 2, Depth = 16, Dropout = 0.1f, EmbeddingDropout = 0.1f },
-            new TrainingDefaults(Epochs: 300, BatchSize: 500, LearningRate: 1e-4f, Optimizer: "adam")),
+            new TrainingDefaults(Epochs: 300, BatchSize: 500, LearningRate: 1e-4f, Optimizer: "adam", Augment: true)),
     ];
 
     public static Preset Get(string name) =>

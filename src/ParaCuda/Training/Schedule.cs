@@ -3,9 +3,10 @@ namespace ParaCuda.Training;
 /// <summary>
 /// One optimizer step on one batch: the loss of the first <see cref="Prefix"/> branches (or, with
 /// <see cref="AllPrefixes"/>, the mean loss over every prefix 1..Prefix), backward, optional gradient
-/// clipping, update. Branches below <see cref="FrozenBelow"/> get no gradient and no update.
+/// clipping, update. Branches below <see cref="FrozenBelow"/> get no gradient and no update. With
+/// <see cref="AllPrefixes"/> the mean runs over the prefixes <see cref="From"/>..Prefix.
 /// </summary>
-public sealed record TrainStep(int Prefix, bool Clip, int FrozenBelow = 0, bool AllPrefixes = false);
+public sealed record TrainStep(int Prefix, bool Clip, int FrozenBelow = 0, bool AllPrefixes = false, int From = 1);
 
 /// <summary>A pass over the training set in which every batch gets the same list of steps.</summary>
 public sealed record TrainPass(string Name, IReadOnlyList<TrainStep> Steps);
@@ -18,8 +19,11 @@ public abstract class Schedule
 {
     public abstract string Name { get; }
 
-    /// <summary>The passes of <paramref name="epoch"/> (0-based) for a model with <paramref name="branches"/> prefixes.</summary>
-    public abstract IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int branches);
+    /// <summary>
+    /// The passes of <paramref name="epoch"/> (0-based) for a model with <paramref name="branches"/> prefixes, of
+    /// which the progressive schedules train <paramref name="firstPrefix"/>..branches (1 unless expanding a model).
+    /// </summary>
+    public abstract IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int firstPrefix, int branches);
 
     /// <summary>The schedules selectable with --schedule.</summary>
     public static IReadOnlyList<string> Names { get; } = ["lpa", "prefix", "staged", "joint"];
@@ -43,9 +47,9 @@ public sealed class LpaSchedule : Schedule
 {
     public override string Name => "lpa";
 
-    public override IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int branches) =>
+    public override IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int firstPrefix, int branches) =>
     [
-        new("progressive", Enumerable.Range(1, branches).Select(k => new TrainStep(k, Clip: true)).ToArray()),
+        new("progressive", Enumerable.Range(firstPrefix, branches - firstPrefix + 1).Select(k => new TrainStep(k, Clip: true)).ToArray()),
         new("full", [new TrainStep(branches, Clip: false)]),
     ];
 }
@@ -59,7 +63,7 @@ public sealed class StagedSchedule(IReadOnlyList<int>? stageEpochs, bool freezeE
 {
     public override string Name => "staged";
 
-    public override IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int branches)
+    public override IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int firstPrefix, int branches)
     {
         var active = 1 + Boundaries(epochs, branches).Count(start => start <= epoch);
         return [new($"stage {active}", [new TrainStep(active, Clip: true, FrozenBelow: freezeEarlier ? active - 1 : 0)])];
@@ -87,7 +91,7 @@ public sealed class JointSchedule : Schedule
 {
     public override string Name => "joint";
 
-    public override IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int branches) =>
+    public override IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int firstPrefix, int branches) =>
         [new("joint", [new TrainStep(branches, Clip: true)])];
 }
 
@@ -100,6 +104,6 @@ public sealed class PrefixSchedule : Schedule
 {
     public override string Name => "prefix";
 
-    public override IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int branches) =>
-        [new("prefix", [new TrainStep(branches, Clip: true, AllPrefixes: true)])];
+    public override IReadOnlyList<TrainPass> Passes(int epoch, int epochs, int firstPrefix, int branches) =>
+        [new("prefix", [new TrainStep(branches, Clip: true, AllPrefixes: true, From: firstPrefix)])];
 }

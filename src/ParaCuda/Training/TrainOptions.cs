@@ -43,8 +43,19 @@ public sealed record TrainOptions
     public int Workers { get; init; }
 
     /// <summary>Why these options cannot train, or null.</summary>
+    /// <summary>Smallest prefix k the lpa and prefix schedules train (expansion: the first new branch).</summary>
+    public int FirstPrefix { get; init; } = 1;
+
+    /// <summary>Leading branches kept fixed for the whole run, together with the shared embedding (expansion --freeze-existing).</summary>
+    public int FrozenBranches { get; init; }
+
     public string? Problem()
     {
+        if (FirstPrefix < 1 || FrozenBranches < 0)
+        {
+            return "the first trained prefix must be at least 1 and the frozen branch count not negative";
+        }
+
         if (!Training.Schedule.Names.Contains(Schedule))
         {
             return $"unknown schedule '{Schedule}'; choose one of: {string.Join(", ", Training.Schedule.Names)}";

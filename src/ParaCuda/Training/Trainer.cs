@@ -95,7 +95,7 @@ public sealed class Trainer : IDisposable
 
         for (var epoch = state.Epoch; epoch < _options.Epochs; epoch++)
         {
-            var passes = _schedule.Passes(epoch, _options.Epochs, _model.Prefixes);
+            var passes = _schedule.Passes(epoch, _options.Epochs, Math.Min(_options.FirstPrefix, _model.Prefixes), _model.Prefixes);
             var sums = state.Epoch == epoch ? state.Partial : new EpochAccumulator();
             for (var pass = state.Epoch == epoch ? state.Pass : 0; pass < passes.Count; pass++)
             {
@@ -170,7 +170,7 @@ public sealed class Trainer : IDisposable
             Tensor loss;
             if (step.AllPrefixes)
             {
-                var all = _model.ForwardAllPrefixes(images, step.Prefix);
+                var all = _model.ForwardAllPrefixes(images, step.Prefix).Skip(step.From - 1).ToList();
                 loss = F.Scale(F.SumMany(all.Select(l => F.CrossEntropy(l, labels)).ToList()), 1f / all.Count);
                 logits = all[^1];
             }
@@ -208,6 +208,7 @@ public sealed class Trainer : IDisposable
 
     private void SetFrozen(int frozenBelow)
     {
+        frozenBelow = Math.Max(frozenBelow, _options.FrozenBranches);
         if (_model is ParaFormer paraformer)
         {
             for (var b = 0; b < paraformer.Branches.Count; b++)
@@ -217,6 +218,12 @@ public sealed class Trainer : IDisposable
                     p.RequiresGrad = b >= frozenBelow;
                 }
             }
+        }
+
+        // Frozen branches only keep their function if the embedding that feeds them stays fixed too.
+        foreach (var p in _model.Embed.Parameters())
+        {
+            p.RequiresGrad = _options.FrozenBranches == 0;
         }
     }
 

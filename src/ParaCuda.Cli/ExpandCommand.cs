@@ -1,0 +1,210 @@
+using System.CommandLine;
+using System.Globalization;
+using ParaCuda.Continual;
+using ParaCuda.Models;
+using ParaCuda.Nn;
+using ParaCuda.Reporting;
+using ParaCuda.Training;
+using Spectre.Console;
+
+namespace ParaCuda.Cli;
+
+/// <summary>
+/// <c>paracuda expand</c>: appends branches to a trained ParaFormer and trains them progressively on new data,
+/// or (<c>--protocol split-classes</c>) runs the whole class-incremental experiment with its baselines.
+/// </summary>
+internal static class ExpandCommand
+{
+    private static readonly Option<string?> s_checkpoint = new("--checkpoint") { Description = "The ParaFormer checkpoint to grow (not with --protocol)" };
+    private static readonly Option<int?> s_add = new("--add-branches") { Description = "Branches to append (with --protocol, default: as many as the model starts with)" };
+    private static readonly Option<bool> s_freeze = new("--freeze-existing") { Description = "Keep the existing branches and the embedding fixed; only the new branches and the head train" };
+    private static readonly Option<string?> s_classes = new("--classes") { Description = "Train on these classes only, e.g. 5-9 or 0,2,4 (default: all)" };
+    private static readonly Option<int> s_replay = new("--replay") { Description = "Mix this many images of the other (old) classes into the new data" };
+    private static readonly Option<string?> s_protocol = Options.Choice<string?>("--protocol", "split-classes: train on the first half of the classes, expand on the second half, compare with fine-tuning and training from scratch", null, ["split-classes"]);
+    private static readonly Option<string?> s_out = new("--out") { Description = $"Output folder (default: a new folder under {TrainCommand.RunsDirectory}/)" };
+
+    public static Command Create()
+    {
+        var command = new Command("expand", "Append branches to a trained ParaFormer and train them on new data (continual learning)")
+        {
+            s_checkpoint, s_add, s_freeze, s_classes, s_replay, s_protocol, s_out, Options.Dataset, Options.Data, Options.Device,
+        };
+        foreach (var option in RunOptions.All)
+        {
+            command.Options.Add(option);
+        }
+
+        command.SetAction(parse => Cli.Run(() => parse.GetValue(s_protocol) is null ? Expand(parse) : SplitClasses(parse)));
+        return command;
+    }
+
+    private static int Expand(ParseResult parse)
+    {
+        var source = parse.GetValue(s_checkpoint) ?? throw new UserError("give --checkpoint F (the model to grow) or --protocol split-classes");
+        var add = parse.GetValue(s_add) ?? throw new UserError("give --add-branches M");
+        if (add < 1)
+        {
+            throw new UserError($"--add-branches must be at least 1, got {add}");
+        }
+
+        if (RunOptions.ModelOptionsGiven(parse) is { Count: > 0 } given)
+        {
+            throw new UserError($"{string.Join(", ", given)}: the architecture comes from --checkpoint; these options only apply with --protocol");
+        }
+
+        var config = Checkpoint.ReadConfig(source);
+        if (config.Kind != ModelKind.ParaFormer)
+        {
+            throw new UserError($"{source} holds a {config.Kind}; only a ParaFormer grows by branches");
+        }
+
+        var context = Setup.Context(parse.GetValue(Options.Device)!, Cli.Notice);
+        var preset = Presets.Get(parse.GetValue(RunOptions.PresetName)!);
+        var seed = parse.GetValue(RunOptions.Seed);
+        var datasetName = parse.GetValue(Options.Dataset)!;
+        var (trainSet, test) = Setup.Load(datasetName, parse.GetValue(Options.Data), seed);
+        Setup.CheckFits(config, trainSet, $"{datasetName} training set");
+        var keep = ParseClasses(parse.GetValue(s_classes), config.Classes);
+        var (train, validation) = trainSet.Split(new TrainOptions().ValidationFraction, seed);
+        var options = Expansion.ForNewBranches(RunOptions.BuildTraining(parse, preset), config.Branches, parse.GetValue(s_freeze));
+        var data = new TrainData(
+            Expansion.NewData(train, keep, parse.GetValue(s_replay), seed),
+            validation.WhereLabel(keep),
+            test.WhereLabel(keep),
+            Setup.Transform(config, train: options.Augment),
+            Setup.Transform(config, train: false));
+        var outDirectory = parse.GetValue(s_out) ?? Path.Combine(TrainCommand.RunsDirectory, $"{DateTime.Now:yyyyMMdd-HHmmss}-expand-{options.Schedule}");
+
+        using var original = (ParaFormer)Checkpoint.LoadModel(source, context);
+        using var model = Expansion.AddBranches(original, add, seed);
+        AnsiConsole.WriteLine(
+            $"{source}: {config.Branches} branches → {model.Branches.Count} ({model.ParameterCount():N0} parameters), existing {(options.FrozenBranches > 0 ? "frozen" : "fine-tuned")} | " +
+            $"{data.Train.Count:N0} training images ({data.Train.Name}) | {options.Schedule} over k = {options.FirstPrefix}..{model.Branches.Count}, {options.Epochs} epochs | out: {outDirectory}");
+        var display = new TrainingDisplay(_ => { });
+        using var trainer = new Trainer(model, options, data, outDirectory, display);
+        var result = display.Show(() => trainer.Run());
+        var last = result.Epochs[^1];
+        var table = new Table().Title("test accuracy by number of branches k (on the selected classes)").AddColumns("k", "test acc", "");
+        foreach (var p in last.Prefixes)
+        {
+            table.AddRow(p.K.ToString(CultureInfo.InvariantCulture), (p.TestAccuracy * 100).ToString("F2", CultureInfo.InvariantCulture) + " %", p.K <= config.Branches ? "existing branches" : "with new branches");
+        }
+
+        AnsiConsole.Write(table);
+        AnsiConsole.WriteLine($"wrote {Path.Combine(outDirectory, Trainer.BestFile)} and {Path.Combine(outDirectory, Trainer.LastFile)} ({model.Branches.Count} branches)");
+        return 0;
+    }
+
+    private static int SplitClasses(ParseResult parse)
+    {
+        if (parse.GetValue(s_checkpoint) is not null || parse.GetValue(s_classes) is not null)
+        {
+            throw new UserError("--protocol split-classes trains its own phase-1 model on the first half of the classes; drop --checkpoint and --classes");
+        }
+
+        var context = Setup.Context(parse.GetValue(Options.Device)!, Cli.Notice);
+        var preset = Presets.Get(parse.GetValue(RunOptions.PresetName)!);
+        var seed = parse.GetValue(RunOptions.Seed);
+        var datasetName = parse.GetValue(Options.Dataset)!;
+        var (trainSet, test) = Setup.Load(datasetName, parse.GetValue(Options.Data), seed);
+        var config = RunOptions.BuildModel(parse, preset, trainSet);
+        if (config.Kind != ModelKind.ParaFormer)
+        {
+            throw new UserError("--protocol split-classes grows a ParaFormer; drop --model vit");
+        }
+
+        var options = RunOptions.BuildTraining(parse, preset);
+        var add = parse.GetValue(s_add) ?? config.Branches;
+        if (add < 1)
+        {
+            throw new UserError($"--add-branches must be at least 1, got {add}");
+        }
+
+        var (train, validation) = trainSet.Split(options.ValidationFraction, seed);
+        var data = new TrainData(train, validation, test, Setup.Transform(config, train: options.Augment), Setup.Transform(config, train: false));
+        var outDirectory = parse.GetValue(s_out) ?? Path.Combine(TrainCommand.RunsDirectory, $"{DateTime.Now:yyyyMMdd-HHmmss}-split-classes");
+        if (Directory.Exists(outDirectory) && Directory.EnumerateFileSystemEntries(outDirectory).Any())
+        {
+            throw new UserError($"{outDirectory} is not empty; choose another --out (the protocol never overwrites runs)");
+        }
+
+        AnsiConsole.WriteLine(
+            $"split-classes on {datasetName}: {config.Branches} branches ({RunOptions.Describe(config)}), then +{add}; {options.Schedule}, {options.Epochs} epochs per phase; " +
+            $"replay {parse.GetValue(s_replay)} images; existing branches {(parse.GetValue(s_freeze) ? "frozen" : "fine-tuned")} | out: {outDirectory}");
+        var display = new TrainingDisplay(_ => { });
+        var protocol = new SplitClassesProtocol
+        {
+            Model = config,
+            Options = options,
+            AddBranches = add,
+            FreezeExisting = parse.GetValue(s_freeze),
+            Replay = parse.GetValue(s_replay),
+            Observer = name =>
+            {
+                display.Run = $"{name}: ";
+                return display;
+            },
+        };
+        var report = display.Show(() => protocol.Run(data, outDirectory, ModuleInit.Create(seed, context)));
+        Print(report);
+        var plot = Path.Combine(outDirectory, "continual.png");
+        Plots.Bars(plot, "class-incremental Fashion-MNIST: test accuracy", "test accuracy (%)", report.Rows.Select(r => r.Method).ToList(), [
+            ("old classes", report.Rows.Select(r => r.OldAccuracy * 100).ToList()),
+            ("new classes", report.Rows.Select(r => r.NewAccuracy * 100).ToList()),
+            ("all classes", report.Rows.Select(r => r.AllAccuracy * 100).ToList()),
+        ]);
+        AnsiConsole.WriteLine($"wrote {Path.Combine(outDirectory, ContinualReport.FileName)}, {plot} and one folder per training run");
+        return 0;
+    }
+
+    public static void Print(ContinualReport report)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        var table = new Table().Title(Markup.Escape($"class-incremental: old classes {string.Join(",", report.OldClasses)}, new {string.Join(",", report.NewClasses)}; replay {report.Replay}"))
+            .AddColumns("method", "old classes", "new classes", "all classes", "forgetting", "parameters", "seconds");
+        foreach (var r in report.Rows)
+        {
+            table.AddRow(
+                Markup.Escape(r.Method),
+                Percent(r.OldAccuracy),
+                Percent(r.NewAccuracy),
+                Percent(r.AllAccuracy),
+                (r.Forgetting * 100).ToString("F2", CultureInfo.InvariantCulture) + " pt",
+                r.Parameters.ToString("N0", CultureInfo.InvariantCulture),
+                r.Seconds.ToString("F0", CultureInfo.InvariantCulture));
+        }
+
+        AnsiConsole.Write(table);
+
+        static string Percent(double v) => (v * 100).ToString("F2", CultureInfo.InvariantCulture) + " %";
+    }
+
+    /// <summary>"5-9" or "0,2,4" → a label filter; names the problem on anything else.</summary>
+    public static Func<int, bool> ParseClasses(string? text, int classes)
+    {
+        if (text is null)
+        {
+            return _ => true;
+        }
+
+        var chosen = new HashSet<int>();
+        foreach (var part in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var ends = part.Split('-', StringSplitOptions.TrimEntries);
+            if (ends.Length is < 1 or > 2 || !ends.All(e => int.TryParse(e, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
+            {
+                throw new UserError($"--classes: '{part}' is not a class or a range (expected e.g. 5-9 or 0,2,4)");
+            }
+
+            var (from, to) = (int.Parse(ends[0], CultureInfo.InvariantCulture), int.Parse(ends[^1], CultureInfo.InvariantCulture));
+            if (from > to || to >= classes)
+            {
+                throw new UserError($"--classes: '{part}' is not within 0..{classes - 1}");
+            }
+
+            chosen.UnionWith(Enumerable.Range(from, to - from + 1));
+        }
+
+        return chosen.Count > 0 ? chosen.Contains : throw new UserError("--classes names no class");
+    }
+}

@@ -1,0 +1,116 @@
+using System.CommandLine;
+using System.Globalization;
+using ParaCuda.Data;
+using ParaCuda.Models;
+using ParaCuda.Nn;
+using ParaCuda.Training;
+
+namespace ParaCuda.Cli;
+
+/// <summary>The model and training options that <c>train</c> and <c>expand</c> share, and how they resolve against a preset.</summary>
+internal static class RunOptions
+{
+    public static readonly Option<string> PresetName = Options.Choice("--preset", "Model and training defaults", "tiny", [.. Presets.All.Select(p => p.Name)]);
+    public static readonly Option<string> Family = Options.Choice("--model", "paraformer, or vit: the deep sequential baseline with as many blocks as the ParaFormer has", "paraformer", ["paraformer", "vit"]);
+    public static readonly Option<int?> Branches = new("--branches") { Description = "ParaFormer branches" };
+    public static readonly Option<int?> BranchDepth = new("--branch-depth") { Description = "Transformer blocks per branch" };
+    public static readonly Option<int?> Depth = new("--depth") { Description = "ViT depth (default: branches × branch depth, equal parameters)" };
+    public static readonly Option<int?> Dim = new("--dim") { Description = "Token width" };
+    public static readonly Option<int?> Heads = new("--heads") { Description = "Attention heads" };
+    public static readonly Option<int?> HeadDim = new("--head-dim") { Description = "Width of each head (default dim / heads)" };
+    public static readonly Option<int?> MlpDim = new("--mlp-dim") { Description = "Hidden width of the MLP" };
+    public static readonly Option<int?> Patch = new("--patch") { Description = "Patch size in pixels" };
+    public static readonly Option<int?> ImageSize = new("--image-size") { Description = "Resize images to this (default: the preset's, or the dataset's own)" };
+    public static readonly Option<float?> Dropout = new("--dropout") { Description = "Dropout in blocks and after the embedding" };
+    public static readonly Option<string?> Skip = Options.Choice<string?>("--skip", "Skip connection around each sub-layer: normalized (LN(x) + f(LN x), the reference's) or input (x + f(LN x))", null, ["normalized", "input"]);
+    public static readonly Option<string> ScheduleName = Options.Choice("--schedule", "lpa (progressive approximation, the paper's), prefix (all prefix losses in one step), staged, or joint", "lpa", [.. Schedule.Names]);
+    public static readonly Option<string?> Stages = new("--stages") { Description = "staged: comma-separated epochs at which branches 2..B join" };
+    public static readonly Option<bool> FreezeEarlier = new("--freeze-earlier") { Description = "staged: freeze branches that joined earlier" };
+    public static readonly Option<int?> Epochs = new("--epochs") { Description = "Epochs (default: the preset's)" };
+    public static readonly Option<int?> Batch = new("--batch") { Description = "Batch size (default: the preset's)" };
+    public static readonly Option<float?> Lr = new("--lr") { Description = "Learning rate (default: the preset's)" };
+    public static readonly Option<string?> OptimizerName = Options.Choice<string?>("--optimizer", "adam or adamw (default: the preset's)", null, ["adam", "adamw"]);
+    public static readonly Option<float> WeightDecay = new("--weight-decay") { Description = "adamw: decoupled weight decay", DefaultValueFactory = _ => 0.01f };
+    public static readonly Option<bool?> Augment = new("--augment") { Description = "Random crops (padding 4) and horizontal flips while training: true or false (default: the preset's)" };
+    public static readonly Option<int> Seed = new("--seed") { Description = "Seeds initialisation, data order, augmentation and dropout", DefaultValueFactory = _ => 1 };
+    public static readonly Option<long> MaxSteps = new("--max-steps") { Description = "Stop after this many optimizer steps, with a resumable checkpoint (smoke runs)" };
+    public static readonly Option<int> Workers = new("--workers") { Description = "Threads preparing batches (0: one per core)" };
+
+    /// <summary>Every option above, to add to a command.</summary>
+    public static IReadOnlyList<Option> All { get; } = [PresetName, Family, Branches, BranchDepth, Depth, Dim, Heads, HeadDim, MlpDim, Patch, ImageSize, Dropout, Skip, ScheduleName, Stages, FreezeEarlier, Epochs, Batch, Lr, OptimizerName, WeightDecay, Augment, Seed, MaxSteps, Workers];
+
+    /// <summary>The architecture options given on the command line (commands that load a model reject them).</summary>
+    public static IReadOnlyList<string> ModelOptionsGiven(ParseResult parse)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        Option[] architecture = [Family, Branches, BranchDepth, Depth, Dim, Heads, HeadDim, MlpDim, Patch, ImageSize, Dropout, Skip];
+        return architecture.Where(o => parse.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToList();
+    }
+
+    public static ModelConfig BuildModel(ParseResult parse, Preset preset, ImageDataset data)
+    {
+        var c = Presets.ForData(preset.Model, data.Width, data.Channels, data.Classes);
+        c = c with
+        {
+            Kind = parse.GetValue(Family) == "vit" ? ModelKind.Vit : ModelKind.ParaFormer,
+            Branches = parse.GetValue(Branches) ?? c.Branches,
+            BranchDepth = parse.GetValue(BranchDepth) ?? c.BranchDepth,
+            Dim = parse.GetValue(Dim) ?? c.Dim,
+            Heads = parse.GetValue(Heads) ?? c.Heads,
+            HeadDim = parse.GetValue(HeadDim) ?? (parse.GetValue(Heads) is null && parse.GetValue(Dim) is null ? c.HeadDim : 0),
+            MlpDim = parse.GetValue(MlpDim) ?? c.MlpDim,
+            Patch = parse.GetValue(Patch) ?? c.Patch,
+            ImageSize = parse.GetValue(ImageSize) ?? c.ImageSize,
+            Dropout = parse.GetValue(Dropout) ?? c.Dropout,
+            EmbeddingDropout = parse.GetValue(Dropout) ?? c.EmbeddingDropout,
+            Skip = parse.GetValue(Skip) is { } skip ? Enum.Parse<SkipConnection>(skip, ignoreCase: true) : c.Skip,
+        };
+        c = c with { Depth = parse.GetValue(Depth) ?? (c.Branches * c.BranchDepth) };
+        if (c.Problem() is { } problem)
+        {
+            throw new UserError($"model: {problem}");
+        }
+
+        return c;
+    }
+
+    public static TrainOptions BuildTraining(ParseResult parse, Preset preset)
+    {
+        var stages = parse.GetValue(Stages) is { } text ? ParseStages(text) : [];
+        var options = new TrainOptions
+        {
+            Schedule = parse.GetValue(ScheduleName)!,
+            Stages = stages,
+            FreezeEarlier = parse.GetValue(FreezeEarlier),
+            Epochs = parse.GetValue(Epochs) ?? preset.Training.Epochs,
+            BatchSize = parse.GetValue(Batch) ?? preset.Training.BatchSize,
+            LearningRate = parse.GetValue(Lr) ?? preset.Training.LearningRate,
+            Optimizer = parse.GetValue(OptimizerName) ?? preset.Training.Optimizer,
+            WeightDecay = parse.GetValue(WeightDecay),
+            Augment = parse.GetValue(Augment) ?? preset.Training.Augment,
+            Seed = parse.GetValue(Seed),
+            MaxSteps = parse.GetValue(MaxSteps),
+            Workers = parse.GetValue(Workers),
+        };
+        return options.Problem() is { } problem ? throw new UserError(problem) : options;
+    }
+
+    private static int[] ParseStages(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var epochs = new int[parts.Length];
+        for (var i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out epochs[i]))
+            {
+                throw new UserError($"--stages: '{parts[i]}' is not an epoch number (expected e.g. 2,4,6)");
+            }
+        }
+
+        return epochs;
+    }
+
+    public static string Describe(ModelConfig c) => c.Kind == ModelKind.ParaFormer
+        ? $"{c.Branches} branches × {c.BranchDepth} blocks, dim {c.Dim}, {c.Heads} heads, MLP {c.MlpDim}, {c.ImageSize}px patch {c.Patch}, skip {c.Skip.ToString().ToLowerInvariant()}"
+        : $"depth {c.Depth}, dim {c.Dim}, {c.Heads} heads, MLP {c.MlpDim}, {c.ImageSize}px patch {c.Patch}, skip {c.Skip.ToString().ToLowerInvariant()}";
+}

@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ParaCuda.Data;
+using ParaCuda.Models;
+using ParaCuda.Nn;
+using ParaCuda.Training;
+
+namespace ParaCuda.Continual;
+
+/// <summary>Test accuracy of one method after one phase, on the old classes, the new ones and all of them.</summary>
+public sealed record ContinualRow(string Method, double OldAccuracy, double NewAccuracy, double AllAccuracy, double Forgetting, long Parameters, double Seconds);
+
+/// <summary>What the split-classes protocol measured; saved as <c>continual.json</c>.</summary>
+public sealed record ContinualReport(
+    string Protocol,
+    IReadOnlyList<int> OldClasses,
+    IReadOnlyList<int> NewClasses,
+    int AddedBranches,
+    bool FreezeExisting,
+    int Replay,
+    int EpochsPerPhase,
+    IReadOnlyList<ContinualRow> Rows)
+{
+    public const string FileName = "continual.json";
+
+    public static JsonSerializerOptions Json { get; } = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    public static ContinualReport FromJson(string json) =>
+        JsonSerializer.Deserialize<ContinualReport>(json, Json) ?? throw new JsonException("empty continual-learning report");
+}
+
+/// <summary>
+/// Class-incremental learning, built in: phase 1 trains a ParaFormer on the first half of the classes; phase 2
+/// brings only the second half (plus, optionally, a small replay buffer of phase-1 images). Three ways through
+/// phase 2 are compared on the same data: expanding with new branches trained progressively (old ones frozen or
+/// fine-tuned), fine-tuning the whole phase-1 model, and, as the upper bound, training from scratch on all
+/// classes for both phases' epochs. Forgetting is the drop in old-class accuracy from the end of phase 1.
+/// Each training run keeps its own folder (metrics, checkpoints) under the output folder.
+/// </summary>
+public sealed class SplitClassesProtocol
+{
+    public required ModelConfig Model { get; init; }
+
+    public required TrainOptions Options { get; init; }
+
+    public required int AddBranches { get; init; }
+
+    public bool FreezeExisting { get; init; }
+
+    /// <summary>Phase-1 training images mixed into phase 2 (0: none).</summary>
+    public int Replay { get; init; }
+
+    /// <summary>Observer for each training run, by name (phase1, expand, finetune, scratch).</summary>
+    public Func<string, ITrainingObserver?> Observer { get; init; } = _ => null;
+
+    public ContinualReport Run(TrainData data, string outDirectory, ModuleInit init, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(init);
+        var classes = Model.Classes;
+        var split = classes / 2;
+        bool IsOld(int label) => label < split;
+        var oldTest = data.Test.WhereLabel(IsOld);
+        var newTest = data.Test.WhereLabel(label => !IsOld(label));
+        var phase2Train = Expansion.NewData(data.Train, label => !IsOld(label), Replay, Options.Seed);
+        var rows = new List<ContinualRow>();
+
+        ContinualRow Score(string method, VisionModel model, double seconds, double? oldBefore)
+        {
+            double Accuracy(ImageDataset set) => Evaluation.Run(model, set, data.EvalTransform, Options.EvalBatchSize, ct)[^1].Accuracy;
+            var old = Accuracy(oldTest);
+            return new ContinualRow(method, old, Accuracy(newTest), Accuracy(data.Test), oldBefore is { } before ? before - old : 0, model.ParameterCount(), seconds);
+        }
+
+        double Train(VisionModel model, TrainOptions options, ImageDataset train, Func<int, bool> keep, string name)
+        {
+            var clock = Stopwatch.StartNew();
+            var phaseData = data with { Train = train, Validation = data.Validation.WhereLabel(keep), Test = data.Test.WhereLabel(keep) };
+            using var trainer = new Trainer(model, options, phaseData, Path.Combine(outDirectory, name), Observer(name));
+            if (!trainer.Run(ct: ct).Completed)
+            {
+                throw new OperationCanceledException($"the {name} run was stopped before its last epoch");
+            }
+
+            return clock.Elapsed.TotalSeconds;
+        }
+
+        using var phase1 = new ParaFormer(Model, init);
+        var phase1Seconds = Train(phase1, Options, data.Train.WhereLabel(IsOld), IsOld, "phase1");
+        var afterPhase1 = Score($"phase 1: classes 0–{split - 1}, {Model.Branches} branches", phase1, phase1Seconds, null);
+        rows.Add(afterPhase1);
+
+        var phase1Weights = Path.Combine(outDirectory, "phase1", Trainer.LastFile);
+        using (var expanded = Expansion.AddBranches(phase1, AddBranches, Options.Seed + 1))
+        {
+            var seconds = Train(expanded, Expansion.ForNewBranches(Options, Model.Branches, FreezeExisting), phase2Train, l => !IsOld(l), "expand");
+            var how = FreezeExisting ? "old frozen" : "old fine-tuned";
+            rows.Add(Score($"expand: +{AddBranches} branches ({how})", expanded, seconds, afterPhase1.OldAccuracy));
+        }
+
+        using (var finetuned = new ParaFormer(Model, ModuleInit.Create(Options.Seed, init.Context)))
+        {
+            Checkpoint.LoadWeights(phase1Weights, finetuned);
+            var seconds = Train(finetuned, Options, phase2Train, l => !IsOld(l), "finetune");
+            rows.Add(Score("fine-tune the whole phase-1 model", finetuned, seconds, afterPhase1.OldAccuracy));
+        }
+
+        using (var scratch = new ParaFormer(Model with { Branches = Model.Branches + AddBranches }, ModuleInit.Create(Options.Seed, init.Context)))
+        {
+            var seconds = Train(scratch, Options with { Epochs = 2 * Options.Epochs }, data.Train, _ => true, "scratch");
+            rows.Add(Score($"from scratch on all classes, {Model.Branches + AddBranches} branches", scratch, seconds, null));
+        }
+
+        var report = new ContinualReport(
+            "split-classes",
+            Enumerable.Range(0, split).ToList(),
+            Enumerable.Range(split, classes - split).ToList(),
+            AddBranches,
+            FreezeExisting,
+            Replay,
+            Options.Epochs,
+            rows);
+        File.WriteAllText(Path.Combine(outDirectory, ContinualReport.FileName), report.ToJson());
+        return report;
+    }
+}
