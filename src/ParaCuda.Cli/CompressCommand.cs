@@ -125,7 +125,7 @@ internal static class CompressCommand
         Print(report);
         var (sourceBytes, outBytes) = (new FileInfo(source).Length, new FileInfo(outPath).Length);
         AnsiConsole.WriteLine(
-            $"kept branches {chosen.Describe()} of {config.Branches}: {(double)total / result.ParameterCount():F2}× fewer parameters, test accuracy {before:P2}" +
+            $"kept branches {chosen.Describe()} of {config.Branches}: compression {(double)total / result.ParameterCount():F2}×, test accuracy {before:P2}" +
             (refitEpochs > 0 ? $" → {after:P2} after re-fitting the head for {refitEpochs} epochs" : "") +
             $". Wrote {outPath} ({outBytes / 1024.0:N0} KiB; source {sourceBytes / 1024.0:N0} KiB), {jsonPath}, {plotPath}.");
         return 0;

@@ -121,7 +121,7 @@ public static class Compressor
     /// Inference cost of <paramref name="model"/>: median latency of one image, and throughput at a batch
     /// of <paramref name="batch"/> images, after warm-up (no gradients, eval mode).
     /// </summary>
-    public static (double LatencyMs, double ImagesPerSecond) Time(VisionModel model, ReadOnlySpan<float> image, int batch = 256, int latencyRuns = 20, int throughputRuns = 3)
+    public static (double LatencyMs, double ImagesPerSecond) Time(VisionModel model, ReadOnlySpan<float> image, int batch = 256, int latencyRuns = 100, int throughputRuns = 20)
     {
         ArgumentNullException.ThrowIfNull(model);
         var c = model.Config;
@@ -151,7 +151,9 @@ public static class Compressor
             double Median(Tensor input, int runs)
             {
                 var seconds = new double[runs];
-                for (var r = -1; r < runs; r++)
+                // A few warm-up runs first: the first passes fill the host pool and the JIT's tiers.
+                const int WarmUp = 3;
+                for (var r = -WarmUp; r < runs; r++)
                 {
                     using var scope = TensorScope.Begin();
                     var clock = Stopwatch.StartNew();
