@@ -2,6 +2,7 @@ using ParaCuda.Compression;
 using ParaCuda.Data;
 using ParaCuda.Models;
 using ParaCuda.Nn;
+using ParaCuda.Tests.Support;
 using ParaCuda.Training;
 
 namespace ParaCuda.Tests.Cli;
@@ -13,18 +14,7 @@ namespace ParaCuda.Tests.Cli;
 [NonParallelizable]
 public class CommandTests
 {
-    private static readonly ModelConfig s_model = new()
-    {
-        ImageSize = 28,
-        Channels = 1,
-        Patch = 7,
-        Classes = 10,
-        Dim = 16,
-        Heads = 2,
-        MlpDim = 32,
-        Branches = 3,
-        BranchDepth = 1,
-    };
+    private static readonly ModelConfig s_model = SmallModels.Fmnist(3);
 
     private string _dir = "";
     private string _checkpoint = "";

@@ -4,24 +4,14 @@ using ParaCuda.Data;
 using ParaCuda.Models;
 using ParaCuda.Nn;
 using ParaCuda.Tensors;
+using ParaCuda.Tests.Support;
 using ParaCuda.Training;
 
 namespace ParaCuda.Tests.Compression;
 
 public class CompressionTests
 {
-    private static readonly ModelConfig s_model = new()
-    {
-        ImageSize = 28,
-        Channels = 1,
-        Patch = 7,
-        Classes = 10,
-        Dim = 16,
-        Heads = 2,
-        MlpDim = 32,
-        Branches = 4,
-        BranchDepth = 1,
-    };
+    private static readonly ModelConfig s_model = SmallModels.Fmnist(4);
 
     private static readonly Transform s_eval = Transform.Reference(1, 28, train: false);
 

@@ -3,6 +3,7 @@ using ParaCuda.IO;
 using ParaCuda.Models;
 using ParaCuda.Nn;
 using ParaCuda.Tensors;
+using ParaCuda.Tests.Support;
 using ParaCuda.Training;
 
 namespace ParaCuda.Tests.Training;
@@ -12,18 +13,7 @@ public class TrainerTests
     private const int Branches = 3;
     private string _dir = "";
 
-    private static readonly ModelConfig s_model = new()
-    {
-        ImageSize = 28,
-        Channels = 1,
-        Patch = 7,
-        Classes = 10,
-        Dim = 16,
-        Heads = 2,
-        MlpDim = 32,
-        Branches = Branches,
-        BranchDepth = 1,
-    };
+    private static readonly ModelConfig s_model = SmallModels.Fmnist(Branches);
 
     private static readonly TrainOptions s_options = new() { Epochs = 2, BatchSize = 50, LearningRate = 3e-3f, Seed = 7, Workers = 1 };
 
