@@ -75,9 +75,8 @@ internal static class CompressCommand
         var seed = parse.GetValue(s_seed);
         var (trainSet, test) = Setup.Load(dataset, parse.GetValue(Options.Data), seed);
         Setup.CheckFits(config, test, $"{dataset} test set");
-        var (train, validation) = trainSet.Split(new TrainOptions().ValidationFraction, seed);
+        var (train, validation, _, _, eval) = Setup.Split(trainSet, test, config, new TrainOptions { Seed = seed });
         using var model = (ParaFormer)Checkpoint.LoadModel(source, context);
-        var eval = Setup.Transform(config, train: false);
 
         var strategy = parse.GetValue(s_strategy)!;
         AnsiConsole.WriteLine($"{source}: {config.Branches} branches, {model.ParameterCount():N0} parameters; scoring branch subsets ({strategy}) on {validation.Count:N0} validation images");

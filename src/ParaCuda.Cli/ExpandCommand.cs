@@ -65,14 +65,14 @@ internal static class ExpandCommand
         var (trainSet, test) = Setup.Load(datasetName, parse.GetValue(Options.Data), seed);
         Setup.CheckFits(config, trainSet, $"{datasetName} training set");
         var keep = ParseClasses(parse.GetValue(s_classes), config.Classes);
-        var (train, validation) = trainSet.Split(new TrainOptions().ValidationFraction, seed);
         var options = Expansion.ForNewBranches(RunOptions.BuildTraining(parse, preset), config.Branches, parse.GetValue(s_freeze));
-        var data = new TrainData(
-            Expansion.NewData(train, keep, parse.GetValue(s_replay), seed),
-            validation.WhereLabel(keep),
-            test.WhereLabel(keep),
-            Setup.Transform(config, train: options.Augment),
-            Setup.Transform(config, train: false));
+        var split = Setup.Split(trainSet, test, config, options);
+        var data = split with
+        {
+            Train = Expansion.NewData(split.Train, keep, parse.GetValue(s_replay), seed),
+            Validation = split.Validation.WhereLabel(keep),
+            Test = split.Test.WhereLabel(keep),
+        };
         var outDirectory = parse.GetValue(s_out) ?? Path.Combine(TrainCommand.RunsDirectory, $"{DateTime.Now:yyyyMMdd-HHmmss}-expand-{options.Schedule}");
 
         using var original = (ParaFormer)Checkpoint.LoadModel(source, context);
@@ -120,8 +120,7 @@ internal static class ExpandCommand
             throw new UserError($"--add-branches must be at least 1, got {add}");
         }
 
-        var (train, validation) = trainSet.Split(options.ValidationFraction, seed);
-        var data = new TrainData(train, validation, test, Setup.Transform(config, train: options.Augment), Setup.Transform(config, train: false));
+        var data = Setup.Split(trainSet, test, config, options);
         var outDirectory = parse.GetValue(s_out) ?? Path.Combine(TrainCommand.RunsDirectory, $"{DateTime.Now:yyyyMMdd-HHmmss}-split-classes");
         if (Directory.Exists(outDirectory) && Directory.EnumerateFileSystemEntries(outDirectory).Any())
         {

@@ -4,6 +4,7 @@ using ParaCuda.Data;
 using ParaCuda.Models;
 using ParaCuda.Native;
 using ParaCuda.Tensors;
+using ParaCuda.Training;
 
 namespace ParaCuda.Cli;
 
@@ -70,6 +71,16 @@ internal static class Setup
         {
             throw new UserError($"{what} has {data.Classes} classes but the model classifies {config.Classes}");
         }
+    }
+
+    /// <summary>
+    /// The training set split as the trainer's runs split it (the options' validation fraction, seeded by the
+    /// options' seed), with the training and evaluation transforms: every command sees the same validation images.
+    /// </summary>
+    public static TrainData Split(ImageDataset trainSet, ImageDataset test, ModelConfig config, TrainOptions options)
+    {
+        var (train, validation) = trainSet.Split(options.ValidationFraction, options.Seed);
+        return new TrainData(train, validation, test, Transform(config, train: options.Augment), Transform(config, train: false));
     }
 
     /// <summary>The reference normalisation, resizing to the model's input size (and augmenting when training).</summary>

@@ -40,14 +40,13 @@ internal static class TrainCommand
         var (trainSet, test) = Setup.Load(datasetName, parse.GetValue(Options.Data), seed);
         var config = RunOptions.BuildModel(parse, preset, trainSet);
         var options = RunOptions.BuildTraining(parse, preset);
-        var (train, validation) = trainSet.Split(options.ValidationFraction, seed);
-        var data = new TrainData(train, validation, test, Setup.Transform(config, train: options.Augment), Setup.Transform(config, train: false));
+        var data = Setup.Split(trainSet, test, config, options);
 
         var resume = parse.GetValue(s_resume);
         var outDirectory = parse.GetValue(s_out) ?? (resume ? NewestRun() : NewRunName(preset.Name, config, options));
         using var model = ModelFactory.Create(config, ModuleInit.Create(seed, context));
         AnsiConsole.WriteLine(
-            $"{config.Kind} '{preset.Name}': {RunOptions.Describe(config)}, {model.ParameterCount():N0} parameters | {datasetName}: {train.Count:N0} train, {validation.Count:N0} val, {test.Count:N0} test | " +
+            $"{config.Kind} '{preset.Name}': {RunOptions.Describe(config)}, {model.ParameterCount():N0} parameters | {datasetName}: {data.Train.Count:N0} train, {data.Validation.Count:N0} val, {test.Count:N0} test | " +
             $"{options.Schedule}, {options.Epochs} epochs, batch {options.BatchSize}, {options.Optimizer} lr {options.LearningRate} | {context.Backend.Description} | out: {outDirectory}");
 
         var curves = Path.Combine(outDirectory, "curves.png");

@@ -40,11 +40,8 @@ public sealed class BranchFeatures
         var (branches, dim) = (model.Branches.Count, model.Config.Dim);
         var values = new float[checked(data.Count * branches * dim)];
         var labels = new int[data.Count];
-        var wasTraining = model.Training;
-        model.Eval();
-        try
+        using (model.InferenceMode())
         {
-            using var noGrad = GradMode.NoGrad();
             using var loader = new DataLoader(data, batchSize, transform, shuffle: false, seed: 0);
             var row = 0;
             foreach (var batch in loader.Epoch(0, ct: ct))
@@ -64,10 +61,6 @@ public sealed class BranchFeatures
                 batch.Labels.Span.CopyTo(labels.AsSpan(row));
                 row += batch.Count;
             }
-        }
-        finally
-        {
-            model.Train(wasTraining);
         }
 
         return new BranchFeatures(values, labels, branches, dim);

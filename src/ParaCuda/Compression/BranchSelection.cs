@@ -1,6 +1,7 @@
 using ParaCuda.Autograd;
 using ParaCuda.Models;
 using ParaCuda.Tensors;
+using ParaCuda.Training;
 
 namespace ParaCuda.Compression;
 
@@ -67,25 +68,14 @@ public static class BranchSelection
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(subset);
         var sorted = subset.Order().ToArray();
-        var wasTraining = head.Training;
-        head.Eval();
-        try
-        {
-            using var noGrad = GradMode.NoGrad();
-            using var scope = TensorScope.Begin();
-            var context = head.Fc.Weight.Context;
-            var rows = Enumerable.Range(0, features.Count).ToArray();
-            var pooled = Tensor.FromArray(features.Sum(sorted, rows), new Shape(features.Count, features.Dim), context);
-            var labels = Tensor.FromArray(features.Labels, new Shape(features.Count), context);
-            var logits = head.Classify(pooled);
-            var loss = F.CrossEntropy(logits, labels).Item();
-            using var correct = Tensor.Zeros(new Shape(1), DType.Int32, context);
-            context.Ops.CountCorrect(logits, labels, correct);
-            return new BranchSubset(sorted, loss, (long)correct.Item() / (double)Math.Max(features.Count, 1));
-        }
-        finally
-        {
-            head.Train(wasTraining);
-        }
+        using var inference = head.InferenceMode();
+        using var scope = TensorScope.Begin();
+        var context = head.Fc.Weight.Context;
+        var rows = Enumerable.Range(0, features.Count).ToArray();
+        var pooled = Tensor.FromArray(features.Sum(sorted, rows), new Shape(features.Count, features.Dim), context);
+        var labels = Tensor.FromArray(features.Labels, new Shape(features.Count), context);
+        var logits = head.Classify(pooled);
+        var loss = F.CrossEntropy(logits, labels).Item();
+        return new BranchSubset(sorted, loss, Evaluation.CountCorrect(logits, labels) / (double)Math.Max(features.Count, 1));
     }
 }

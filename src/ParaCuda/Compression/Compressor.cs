@@ -131,46 +131,37 @@ public static class Compressor
             throw new ArgumentException($"an image for this model has {shape.NumElements} values, got {image.Length}", nameof(image));
         }
 
-        var wasTraining = model.Training;
-        model.Eval();
-        try
+        using var inference = model.InferenceMode();
+        var many = new float[image.Length * batch];
+        for (var i = 0; i < batch; i++)
         {
-            using var noGrad = GradMode.NoGrad();
-            var many = new float[image.Length * batch];
-            for (var i = 0; i < batch; i++)
-            {
-                image.CopyTo(many.AsSpan(i * image.Length));
-            }
-
-            using var one = Tensor.FromArray(image, shape, model.Context);
-            using var full = Tensor.FromArray(many, new Shape(batch, c.Channels, c.ImageSize, c.ImageSize), model.Context);
-            var latency = Median(one, latencyRuns);
-            var perBatch = Median(full, throughputRuns);
-            return (latency * 1e3, batch / perBatch);
-
-            double Median(Tensor input, int runs)
-            {
-                var seconds = new double[runs];
-                // A few warm-up runs first: the first passes fill the host pool and the JIT's tiers.
-                const int WarmUp = 3;
-                for (var r = -WarmUp; r < runs; r++)
-                {
-                    using var scope = TensorScope.Begin();
-                    var clock = Stopwatch.StartNew();
-                    model.Forward(input).ToArray<float>();
-                    if (r >= 0)
-                    {
-                        seconds[r] = clock.Elapsed.TotalSeconds;
-                    }
-                }
-
-                Array.Sort(seconds);
-                return seconds[runs / 2];
-            }
+            image.CopyTo(many.AsSpan(i * image.Length));
         }
-        finally
+
+        using var one = Tensor.FromArray(image, shape, model.Context);
+        using var full = Tensor.FromArray(many, new Shape(batch, c.Channels, c.ImageSize, c.ImageSize), model.Context);
+        var latency = Median(one, latencyRuns);
+        var perBatch = Median(full, throughputRuns);
+        return (latency * 1e3, batch / perBatch);
+
+        double Median(Tensor input, int runs)
         {
-            model.Train(wasTraining);
+            var seconds = new double[runs];
+            // A few warm-up runs first: the first passes fill the host pool and the JIT's tiers.
+            const int WarmUp = 3;
+            for (var r = -WarmUp; r < runs; r++)
+            {
+                using var scope = TensorScope.Begin();
+                var clock = Stopwatch.StartNew();
+                model.Forward(input).ToArray<float>();
+                if (r >= 0)
+                {
+                    seconds[r] = clock.Elapsed.TotalSeconds;
+                }
+            }
+
+            Array.Sort(seconds);
+            return seconds[runs / 2];
         }
     }
 }

@@ -70,8 +70,10 @@ public sealed class SplitClassesProtocol
         ContinualRow Score(string method, VisionModel model, double seconds, double? oldBefore)
         {
             double Accuracy(ImageDataset set) => Evaluation.Run(model, set, data.EvalTransform, Options.EvalBatchSize, ct)[^1].Accuracy;
-            var old = Accuracy(oldTest);
-            return new ContinualRow(method, old, Accuracy(newTest), Accuracy(data.Test), oldBefore is { } before ? before - old : 0, model.ParameterCount(), seconds);
+            var (old, fresh) = (Accuracy(oldTest), Accuracy(newTest));
+            // The two halves partition the test set, so its accuracy is their count-weighted mean.
+            var all = ((old * oldTest.Count) + (fresh * newTest.Count)) / Math.Max(oldTest.Count + newTest.Count, 1);
+            return new ContinualRow(method, old, fresh, all, oldBefore is { } before ? before - old : 0, model.ParameterCount(), seconds);
         }
 
         double Train(VisionModel model, TrainOptions options, ImageDataset train, Func<int, bool> keep, string name)
@@ -92,7 +94,6 @@ public sealed class SplitClassesProtocol
         var afterPhase1 = Score($"phase 1: classes 0–{split - 1}, {Model.Branches} branches", phase1, phase1Seconds, null);
         rows.Add(afterPhase1);
 
-        var phase1Weights = Path.Combine(outDirectory, "phase1", Trainer.LastFile);
         using (var expanded = Expansion.AddBranches(phase1, AddBranches, Options.Seed + 1))
         {
             var seconds = Train(expanded, Expansion.ForNewBranches(Options, Model.Branches, FreezeExisting), phase2Train, l => !IsOld(l), "expand");
@@ -102,7 +103,7 @@ public sealed class SplitClassesProtocol
 
         using (var finetuned = new ParaFormer(Model, ModuleInit.Create(Options.Seed, init.Context)))
         {
-            Checkpoint.LoadWeights(phase1Weights, finetuned);
+            finetuned.LoadStateDict(phase1.StateDict());
             var seconds = Train(finetuned, Options, phase2Train, l => !IsOld(l), "finetune");
             rows.Add(Score("fine-tune the whole phase-1 model", finetuned, seconds, afterPhase1.OldAccuracy));
         }

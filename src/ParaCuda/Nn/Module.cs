@@ -66,6 +66,12 @@ public abstract class Module : IDisposable
 
     public Module Eval() => Train(false);
 
+    /// <summary>
+    /// Evaluation mode and no gradient tape until disposed (PyTorch's <c>model.eval()</c> under
+    /// <c>torch.inference_mode()</c>); the module's previous mode comes back afterwards.
+    /// </summary>
+    public IDisposable InferenceMode() => new InferenceScope(this);
+
     /// <summary>Forgets all gradients (see <see cref="Tensor.ZeroGrad"/>).</summary>
     public void ZeroGrad()
     {
@@ -202,6 +208,27 @@ public abstract class Module : IDisposable
         if (_parameters.Exists(e => e.Name == name) || _children.Exists(e => e.Name == name))
         {
             throw new ArgumentException($"'{name}' is already registered on {GetType().Name}", nameof(name));
+        }
+    }
+
+    private sealed class InferenceScope : IDisposable
+    {
+        private readonly Module _module;
+        private readonly bool _wasTraining;
+        private readonly Autograd.GradMode.NoGradScope _noGrad;
+
+        public InferenceScope(Module module)
+        {
+            _module = module;
+            _wasTraining = module.Training;
+            module.Eval();
+            _noGrad = Autograd.GradMode.NoGrad();
+        }
+
+        public void Dispose()
+        {
+            _noGrad.Dispose();
+            _module.Train(_wasTraining);
         }
     }
 }

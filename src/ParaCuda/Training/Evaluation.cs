@@ -18,33 +18,32 @@ public static class Evaluation
         var prefixes = model.Prefixes;
         var loss = new double[prefixes];
         var correct = new long[prefixes];
-        var wasTraining = model.Training;
-        model.Eval();
-        try
+        using (model.InferenceMode())
         {
-            using var noGrad = GradMode.NoGrad();
             using var loader = new DataLoader(data, batchSize, transform, shuffle: false, seed: 0);
             foreach (var batch in loader.Epoch(0, ct: ct))
             {
                 using var scope = TensorScope.Begin();
                 var (images, labels) = ToDevice(batch, model);
                 var logits = model.ForwardAllPrefixes(images);
-                using var count = Tensor.Zeros(new Shape(1), DType.Int32, model.Context);
                 for (var k = 0; k < prefixes; k++)
                 {
                     loss[k] += F.CrossEntropy(logits[k], labels).Item() * batch.Count;
-                    model.Context.Ops.CountCorrect(logits[k], labels, count);
-                    correct[k] += (long)count.Item();
+                    correct[k] += CountCorrect(logits[k], labels);
                 }
             }
-        }
-        finally
-        {
-            model.Train(wasTraining);
         }
 
         var n = Math.Max(data.Count, 1);
         return Enumerable.Range(0, prefixes).Select(k => new PrefixScore(k + 1, loss[k] / n, (double)correct[k] / n)).ToList();
+    }
+
+    /// <summary>How many rows of <paramref name="logits"/> have their largest value at the label.</summary>
+    internal static long CountCorrect(Tensor logits, Tensor labels)
+    {
+        using var count = Tensor.Zeros(new Shape(1), DType.Int32, logits.Context);
+        logits.Context.Ops.CountCorrect(logits, labels, count);
+        return (long)count.Item();
     }
 
     /// <summary>A host batch as an image tensor [N, C, S, S] and a label tensor [N] on the model's context.</summary>

@@ -197,9 +197,7 @@ public sealed class Trainer : IDisposable
 
             _optimizer.Step();
             state = state with { Steps = state.Steps + 1 };
-            using var count = Tensor.Zeros(new Shape(1), DType.Int32, _model.Context);
-            _model.Context.Ops.CountCorrect(logits, labels, count);
-            result = (value, (long)count.Item());
+            result = (value, Evaluation.CountCorrect(logits, labels));
         }
 
         SetFrozen(0);

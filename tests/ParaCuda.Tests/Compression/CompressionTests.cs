@@ -1,4 +1,3 @@
-using ParaCuda.Autograd;
 using ParaCuda.Compression;
 using ParaCuda.Data;
 using ParaCuda.Models;
@@ -46,8 +45,7 @@ public class CompressionTests
 
     private static float[] Logits(VisionModel model, Tensor images, int? prefix = null)
     {
-        using var noGrad = GradMode.NoGrad();
-        model.Eval();
+        using var inference = model.InferenceMode();
         using var logits = prefix is { } k ? model.Forward(images, k) : model.Forward(images);
         return logits.ToArray<float>();
     }

@@ -1,4 +1,3 @@
-using ParaCuda.Autograd;
 using ParaCuda.Continual;
 using ParaCuda.Data;
 using ParaCuda.Models;
@@ -40,8 +39,7 @@ public class ExpansionTests
 
     private static float[] Logits(VisionModel model, int prefix)
     {
-        using var noGrad = GradMode.NoGrad();
-        model.Eval();
+        using var inference = model.InferenceMode();
         using var images = Tensor.FromArray(Enumerable.Range(0, 4 * 784).Select(i => MathF.Sin(i * 0.37f)).ToArray(), new Shape(4, 1, 28, 28));
         using var logits = model.Forward(images, prefix);
         return logits.ToArray<float>();

@@ -24,6 +24,30 @@ public class ModuleTests
         Assert.That(block.ParameterCount(), Is.EqualTo((2 * 2 * d) + (3 * d * d) + (d * d) + d + (d * m) + m + (m * d) + d));
     }
 
+    [TestCase(true)]
+    [TestCase(false)]
+    public void Inference_mode_switches_off_dropout_and_the_tape_then_restores_the_mode(bool training)
+    {
+        using var block = new TransformerBlock(s_config, ModuleInit.Create(1));
+        block.Train(training);
+        using (block.InferenceMode())
+        {
+            Assert.Multiple(() =>
+            {
+                Assert.That(block.Training, Is.False);
+                Assert.That(block.Mlp.Training, Is.False, "children too");
+                Assert.That(ParaCuda.Autograd.GradMode.IsEnabled, Is.False);
+            });
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(block.Training, Is.EqualTo(training));
+            Assert.That(block.Mlp.Training, Is.EqualTo(training));
+            Assert.That(ParaCuda.Autograd.GradMode.IsEnabled, Is.True);
+        });
+    }
+
     [Test]
     public void State_dict_round_trips_into_a_fresh_module()
     {
