@@ -19,6 +19,7 @@ public sealed record ContinualReport(
     bool FreezeExisting,
     int Replay,
     int EpochsPerPhase,
+    int BalanceHeadEpochs,
     IReadOnlyList<ContinualRow> Rows)
 {
     public const string FileName = "continual.json";
@@ -52,6 +53,12 @@ public sealed class SplitClassesProtocol
     /// <summary>Phase-1 training images mixed into phase 2 (0: none).</summary>
     public int Replay { get; init; }
 
+    /// <summary>
+    /// Epochs of class-balanced head re-fitting after phase 2 (0: none); needs a replay buffer. When set,
+    /// the expanded and the fine-tuned models are each scored before and after it.
+    /// </summary>
+    public int BalanceHeadEpochs { get; init; }
+
     /// <summary>Observer for each training run, by name (phase1, expand, finetune, scratch).</summary>
     public Func<string, ITrainingObserver?> Observer { get; init; } = _ => null;
 
@@ -59,6 +66,11 @@ public sealed class SplitClassesProtocol
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(init);
+        if (BalanceHeadEpochs > 0 && Replay == 0)
+        {
+            throw new ArgumentException("balancing the head needs old-class images: set a replay buffer");
+        }
+
         var classes = Model.Classes;
         var split = classes / 2;
         bool IsOld(int label) => label < split;
@@ -89,6 +101,17 @@ public sealed class SplitClassesProtocol
             return clock.Elapsed.TotalSeconds;
         }
 
+        void Phase2(string method, ParaFormer model, double seconds)
+        {
+            rows.Add(Score(method, model, seconds, rows[0].OldAccuracy));
+            if (BalanceHeadEpochs > 0)
+            {
+                var clock = Stopwatch.StartNew();
+                Expansion.BalanceHead(model, phase2Train, data.EvalTransform, BalanceHeadEpochs, Options.Seed, ct);
+                rows.Add(Score($"{method} + balanced head", model, seconds + clock.Elapsed.TotalSeconds, rows[0].OldAccuracy));
+            }
+        }
+
         using var phase1 = new ParaFormer(Model, init);
         var phase1Seconds = Train(phase1, Options, data.Train.WhereLabel(IsOld), IsOld, "phase1");
         var afterPhase1 = Score($"phase 1: classes 0–{split - 1}, {Model.Branches} branches", phase1, phase1Seconds, null);
@@ -97,15 +120,14 @@ public sealed class SplitClassesProtocol
         using (var expanded = Expansion.AddBranches(phase1, AddBranches, Options.Seed + 1))
         {
             var seconds = Train(expanded, Expansion.ForNewBranches(Options, Model.Branches, FreezeExisting), phase2Train, l => !IsOld(l), "expand");
-            var how = FreezeExisting ? "old frozen" : "old fine-tuned";
-            rows.Add(Score($"expand: +{AddBranches} branches ({how})", expanded, seconds, afterPhase1.OldAccuracy));
+            Phase2($"expand: +{AddBranches} branches (old {(FreezeExisting ? "frozen" : "fine-tuned")})", expanded, seconds);
         }
 
         using (var finetuned = new ParaFormer(Model, ModuleInit.Create(Options.Seed, init.Context)))
         {
             finetuned.LoadStateDict(phase1.StateDict());
             var seconds = Train(finetuned, Options, phase2Train, l => !IsOld(l), "finetune");
-            rows.Add(Score("fine-tune the whole phase-1 model", finetuned, seconds, afterPhase1.OldAccuracy));
+            Phase2("fine-tune the whole phase-1 model", finetuned, seconds);
         }
 
         using (var scratch = new ParaFormer(Model with { Branches = Model.Branches + AddBranches }, ModuleInit.Create(Options.Seed, init.Context)))
@@ -122,6 +144,7 @@ public sealed class SplitClassesProtocol
             FreezeExisting,
             Replay,
             Options.Epochs,
+            BalanceHeadEpochs,
             rows);
         File.WriteAllText(Path.Combine(outDirectory, ContinualReport.FileName), report.ToJson());
         return report;

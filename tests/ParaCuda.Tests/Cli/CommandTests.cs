@@ -141,14 +141,21 @@ public class CommandTests
         AssertUserError(Run("expand", "--checkpoint", _checkpoint, "--add-branches", "1", "--classes", "5-12", "--dataset", "synthetic"), "0..9");
         AssertUserError(Run("expand", "--checkpoint", _checkpoint, "--add-branches", "1", "--classes", "five", "--dataset", "synthetic"), "'five'");
         AssertUserError(Run("expand", "--protocol", "split-classes", "--checkpoint", _checkpoint, "--dataset", "synthetic"), "drop --checkpoint");
+        AssertUserError(Run("expand", "--checkpoint", _checkpoint, "--add-branches", "1", "--classes", "5-9", "--balance-head", "5", "--dataset", "synthetic"), "--replay");
+        AssertUserError(Run("expand", "--checkpoint", _checkpoint, "--add-branches", "1", "--replay", "5", "--dataset", "synthetic"), "--classes");
+        AssertUserError(Run("expand", "--protocol", "split-classes", "--balance-head", "-1", "--replay", "10", "--dataset", "synthetic"), "0 or more");
     }
 
     [Test]
     public void Expand_appends_branches_and_trains_them()
     {
         var output = Path_("grown");
-        Assert.That(Run("expand", "--checkpoint", _checkpoint, "--add-branches", "2", "--freeze-existing", "--classes", "5-9", "--replay", "50", "--dataset", "synthetic", "--epochs", "1", "--out", output).Code, Is.Zero);
-        Assert.That(Checkpoint.ReadConfig(Path.Combine(output, Trainer.LastFile)).Branches, Is.EqualTo(5));
+        Assert.That(Run("expand", "--checkpoint", _checkpoint, "--add-branches", "2", "--freeze-existing", "--classes", "5-9", "--replay", "50", "--balance-head", "2", "--dataset", "synthetic", "--epochs", "1", "--out", output).Code, Is.Zero);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Checkpoint.ReadConfig(Path.Combine(output, Trainer.LastFile)).Branches, Is.EqualTo(5));
+            Assert.That(Checkpoint.ReadConfig(Path.Combine(output, "balanced.safetensors")).Branches, Is.EqualTo(5));
+        });
     }
 
     [Test]

@@ -130,4 +130,92 @@ public class ExpansionTests
             }
         });
     }
+
+    [Test]
+    public void Split_classes_protocol_scores_both_phase_two_methods_again_after_balancing_the_head()
+    {
+        var protocol = new SplitClassesProtocol { Model = s_model, Options = s_options, AddBranches = 1, FreezeExisting = true, Replay = 20, BalanceHeadEpochs = 3 };
+        var report = protocol.Run(Data(), _dir, ModuleInit.Create(5));
+        Assert.Multiple(() =>
+        {
+            Assert.That(report.Rows.Select(r => r.Method).ToArray(), Has.Length.EqualTo(6));
+            Assert.That(report.Rows[2].Method, Is.EqualTo(report.Rows[1].Method + " + balanced head"));
+            Assert.That(report.Rows[4].Method, Is.EqualTo(report.Rows[3].Method + " + balanced head"));
+            Assert.That(report.Rows[2].Forgetting, Is.EqualTo(report.Rows[0].OldAccuracy - report.Rows[2].OldAccuracy).Within(1e-12));
+            Assert.That(report.Rows[2].Parameters, Is.EqualTo(report.Rows[1].Parameters), "balancing re-fits, it adds nothing");
+            Assert.That(report.BalanceHeadEpochs, Is.EqualTo(3));
+        });
+        var noReplay = new SplitClassesProtocol { Model = s_model, Options = s_options, AddBranches = 1, BalanceHeadEpochs = 3 };
+        Assert.That(() => noReplay.Run(Data(), Path.Combine(_dir, "no-replay"), ModuleInit.Create(5)), Throws.ArgumentException.With.Message.Contains("replay"));
+    }
+
+    [Test]
+    public void Class_balanced_draw_keeps_as_many_of_each_class_as_the_rarest_has()
+    {
+        var mixed = Expansion.NewData(Data().Train, label => label >= 5, replay: 23, seed: 1);
+        var balanced = Expansion.ClassBalanced(mixed, seed: 2);
+        var counts = balanced.Labels.ToArray().GroupBy(l => l).ToDictionary(g => g.Key, g => g.Count());
+        var rarest = mixed.Labels.ToArray().GroupBy(l => l).Min(g => g.Count());
+        Assert.Multiple(() =>
+        {
+            Assert.That(rarest, Is.LessThan(10), "the replayed classes are the rare ones");
+            Assert.That(counts.Keys, Is.EquivalentTo(mixed.Labels.ToArray().Distinct()));
+            Assert.That(counts.Values, Is.All.EqualTo(rarest));
+        });
+    }
+
+    [Test]
+    public void Balancing_the_head_moves_old_class_images_back_towards_old_classes_and_touches_only_the_head()
+    {
+        var data = Data();
+        using var grown = Expansion.AddBranches(new ParaFormer(s_model, ModuleInit.Create(3)), 1, seed: 4);
+        var phase2 = data with { Train = Expansion.NewData(data.Train, label => label >= 5, replay: 30, seed: 1) };
+        using (var trainer = new Trainer(grown, Expansion.ForNewBranches(s_options with { Epochs = 2 }, 2, freezeExisting: true), phase2, Path.Combine(_dir, "run")))
+        {
+            trainer.Run();
+        }
+
+        var oldTest = data.Test.WhereLabel(label => label < 5);
+        var before = Weights(grown, "");
+        var massBefore = OldClassMass(grown, oldTest);
+        Expansion.BalanceHead(grown, phase2.Train, s_eval, epochs: 60, seed: 5);
+        var after = Weights(grown, "");
+        var massAfter = OldClassMass(grown, oldTest);
+        Assert.Multiple(() =>
+        {
+            Assert.That(massBefore, Is.LessThan(0.5), "trained on 30 old images against hundreds of new ones, the head favours new classes");
+            Assert.That(massAfter, Is.GreaterThan(massBefore + 0.1));
+            Assert.That(before.Where(e => !e.Key.StartsWith("head.", StringComparison.Ordinal)).All(e => e.Value.SequenceEqual(after[e.Key])), "branches and embedding stay fixed");
+            Assert.That(before.Where(e => e.Key.StartsWith("head.", StringComparison.Ordinal)).Any(e => !e.Value.SequenceEqual(after[e.Key])), "the head re-fits");
+        });
+    }
+
+    /// <summary>Mean softmax probability that the model gives to classes 0–4, over the images given.</summary>
+    private static double OldClassMass(VisionModel model, ImageDataset images)
+    {
+        using var inference = model.InferenceMode();
+        using var loader = new DataLoader(images, images.Count, s_eval, shuffle: false, seed: 0);
+        var mass = 0.0;
+        foreach (var batch in loader.Epoch(0))
+        {
+            using var scope = TensorScope.Begin();
+            var values = model.Forward(Evaluation.ToDevice(batch, model).Images).ToArray<float>();
+            for (var i = 0; i < batch.Count; i++)
+            {
+                var row = values.AsSpan(i * 10, 10);
+                var max = System.Numerics.Tensors.TensorPrimitives.Max(row);
+                double total = 0, old = 0;
+                for (var c = 0; c < 10; c++)
+                {
+                    var e = Math.Exp(row[c] - max);
+                    total += e;
+                    old += c < 5 ? e : 0;
+                }
+
+                mass += old / total;
+            }
+        }
+
+        return mass / images.Count;
+    }
 }
