@@ -174,12 +174,12 @@ public static class Report
         }
 
         var directory = Path.GetDirectoryName(Path.GetFullPath(metricsPath))!;
+        var configFile = Path.Combine(directory, Trainer.ConfigFile);
         var checkpoint = new[] { Trainer.BestFile, Trainer.LastFile }.Select(f => Path.Combine(directory, f)).FirstOrDefault(File.Exists);
-        ModelConfig? config = null;
+        var config = File.Exists(configFile) ? Parse(configFile, ModelConfig.FromJson) : checkpoint is null ? null : Checkpoint.ReadConfig(checkpoint);
         long parameters = 0;
-        if (checkpoint is not null)
+        if (config is not null)
         {
-            config = Checkpoint.ReadConfig(checkpoint);
             using var model = ModelFactory.Create(config, ModuleInit.Create(0));
             parameters = model.ParameterCount();
         }

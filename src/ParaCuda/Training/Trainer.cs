@@ -39,6 +39,9 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 public sealed class Trainer : IDisposable
 {
     public const string MetricsFile = "metrics.jsonl";
+
+    /// <summary>The model config as JSON, so a run folder stripped of its checkpoints still says what it trained.</summary>
+    public const string ConfigFile = "config.json";
     public const string LastFile = "last.safetensors";
     public const string BestFile = "best.safetensors";
 
@@ -256,6 +259,7 @@ public sealed class Trainer : IDisposable
             throw new IOException($"{OutDirectory} already holds a run ({LastFile} or {MetricsFile}); pass --resume to continue it, or choose another --out");
         }
 
+        File.WriteAllText(Path.Combine(OutDirectory, ConfigFile), _model.Config.ToJson());
         return new TrainingState { Options = _options, GeneratorSeed = _model.Generator.Seed };
     }
 

@@ -182,4 +182,20 @@ public class CommandTests
             Assert.That(File.Exists(Path.Combine(output, "accuracy_vs_k.png")));
         });
     }
+
+    [Test]
+    public void Report_describes_a_run_kept_without_its_checkpoints()
+    {
+        // Published results keep metrics.jsonl and config.json, not the weights.
+        var stripped = Directory.CreateDirectory(Path_("stripped")).FullName;
+        foreach (var file in new[] { Trainer.MetricsFile, Trainer.ConfigFile })
+        {
+            File.Copy(Path.Combine(Path_("run"), file), Path.Combine(stripped, file));
+        }
+
+        using var model = ModelFactory.Create(s_model, ModuleInit.Create(1));
+        var output = Path_("report-stripped");
+        Assert.That(Run("report", "--runs", stripped, "--out", output).Code, Is.Zero);
+        Assert.That(File.ReadAllText(Path.Combine(output, "REPORT.md")), Does.Contain($"| stripped | ParaFormer 3×1, d16, p7 | lpa | {model.ParameterCount():N0} |"));
+    }
 }
