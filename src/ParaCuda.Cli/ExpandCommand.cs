@@ -197,7 +197,7 @@ internal static class ExpandCommand
         var report = display.Show(() => protocol.Run(data, outDirectory, ModuleInit.Create(seed, context)));
         Print(report);
         var plot = Path.Combine(outDirectory, "continual.png");
-        Plots.Bars(plot, "class-incremental Fashion-MNIST: test accuracy", "test accuracy (%)", report.Rows.Select(r => r.Method).ToList(), [
+        Plots.Bars(plot, $"class-incremental {datasetName}: test accuracy", "test accuracy (%)", report.Rows.Select(r => r.Method).ToList(), [
             ("old classes", report.Rows.Select(r => r.OldAccuracy * 100).ToList()),
             ("new classes", report.Rows.Select(r => r.NewAccuracy * 100).ToList()),
             ("all classes", report.Rows.Select(r => r.AllAccuracy * 100).ToList()),

@@ -157,11 +157,11 @@ public static class Plots
         WriteAtomically(path, plot.GetImageBytes(Width, Height, ImageFormat.Png));
     }
 
-    /// <summary>Grouped bars: one cluster per group, one coloured bar per series within each cluster.</summary>
+    /// <summary>Grouped bars: one cluster per group, one coloured bar per series within each cluster; values along x.</summary>
     public static void Bars(
         string path,
         string title,
-        string yLabel,
+        string valueLabel,
         IReadOnlyList<string> groups,
         IReadOnlyList<(string Label, IReadOnlyList<double> Values)> series)
     {
@@ -178,7 +178,9 @@ public static class Plots
             throw new ArgumentException("No series to plot: the series list is empty.", nameof(series));
         }
 
-        // Bars of one cluster share 80% of a unit slot, leaving a gap between clusters.
+        // Horizontal bars, first group on top: group names are sentences ("expand: +2 branches (old frozen)"),
+        // readable on the left axis where they would overlap under vertical bars. Bars of one cluster share
+        // 80% of a unit slot, leaving a gap between clusters.
         const double ClusterWidth = 0.8;
         var barWidth = ClusterWidth / series.Count;
         var plot = new Plot();
@@ -194,21 +196,23 @@ public static class Plots
             var color = Colors.Category10[s % Colors.Category10.Length];
             var bars = Enumerable.Range(0, groups.Count).Select(g => new Bar
             {
-                Position = g - (ClusterWidth / 2) + ((s + 0.5) * barWidth),
+                Position = -g + (ClusterWidth / 2) - ((s + 0.5) * barWidth),
                 Value = values[g],
                 Size = barWidth,
                 FillColor = color,
             }).ToList();
-            plot.Add.Bars(bars).LegendText = label;
+            var plotted = plot.Add.Bars(bars);
+            plotted.Horizontal = true;
+            plotted.LegendText = label;
         }
 
-        var positions = Enumerable.Range(0, groups.Count).Select(g => (double)g).ToArray();
-        plot.Axes.Bottom.TickGenerator = new NumericManual(positions, groups.ToArray());
-        plot.Axes.Bottom.MajorTickStyle.Length = 0;
-        plot.Axes.Margins(bottom: 0);
+        var positions = Enumerable.Range(0, groups.Count).Select(g => (double)-g).ToArray();
+        plot.Axes.Left.TickGenerator = new NumericManual(positions, groups.ToArray());
+        plot.Axes.Left.MajorTickStyle.Length = 0;
+        plot.Axes.Margins(left: 0);
         plot.Title(title);
-        plot.YLabel(yLabel);
-        plot.ShowLegend(Edge.Right);
+        plot.XLabel(valueLabel);
+        plot.ShowLegend(Edge.Bottom);
         WriteAtomically(path, plot.GetImageBytes(Width, Height, ImageFormat.Png));
     }
 
