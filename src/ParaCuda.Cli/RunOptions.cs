@@ -59,7 +59,8 @@ internal static class RunOptions
             Heads = parse.GetValue(Heads) ?? c.Heads,
             HeadDim = parse.GetValue(HeadDim) ?? (parse.GetValue(Heads) is null && parse.GetValue(Dim) is null ? c.HeadDim : 0),
             MlpDim = parse.GetValue(MlpDim) ?? c.MlpDim,
-            Patch = parse.GetValue(Patch) ?? c.Patch,
+            // The preset's patch fits its intended images; on other sizes take the nearest patch that tiles them.
+            Patch = parse.GetValue(Patch) ?? Presets.PatchFor(parse.GetValue(ImageSize) ?? c.ImageSize, c.Patch),
             ImageSize = parse.GetValue(ImageSize) ?? c.ImageSize,
             Dropout = parse.GetValue(Dropout) ?? c.Dropout,
             EmbeddingDropout = parse.GetValue(Dropout) ?? c.EmbeddingDropout,

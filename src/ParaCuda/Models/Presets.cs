@@ -32,6 +32,18 @@ public static class Presets
         All.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))
         ?? throw new ArgumentException($"unknown preset '{name}'; choose one of: {string.Join(", ", All.Select(p => p.Name))}", nameof(name));
 
+    /// <summary>
+    /// <paramref name="preferred"/> if it tiles <paramref name="imageSize"/>, else the divisor of the size
+    /// nearest to it (the larger on a tie: fewer tokens). A preset made for 28-pixel Fashion-MNIST (patch 7,
+    /// 16 patches) thus runs on 32-pixel CIFAR with patch 8, again 16 patches.
+    /// </summary>
+    public static int PatchFor(int imageSize, int preferred)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(imageSize);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(preferred);
+        return Enumerable.Range(1, imageSize).Where(p => imageSize % p == 0).MinBy(p => (Math.Abs(p - preferred), -p));
+    }
+
     /// <summary>The preset's model adapted to a dataset's images and classes (image size 0 = the dataset's own).</summary>
     public static ModelConfig ForData(ModelConfig model, int imageSize, int channels, int classes)
     {

@@ -2,6 +2,7 @@ using ParaCuda.Compression;
 using ParaCuda.Data;
 using ParaCuda.Models;
 using ParaCuda.Nn;
+using ParaCuda.Tests.Data;
 using ParaCuda.Tests.Support;
 using ParaCuda.Training;
 
@@ -77,6 +78,27 @@ public class CommandTests
     public void Missing_dataset_says_how_to_get_it()
     {
         AssertUserError(Run("train", "--data", Path_("nowhere"), "--out", Path_("t1")), "dataset-fashion-mnist");
+    }
+
+    [Test]
+    public void Train_runs_the_default_preset_on_cifar_binary_files()
+    {
+        // The tiny preset is sized for 28-pixel images; 32-pixel CIFAR must work without extra options.
+        var data = Directory.CreateDirectory(Path_("cifar")).FullName;
+        for (var f = 0; f < 5; f++)
+        {
+            DataFiles.CifarFile(Path.Combine(data, $"data_batch_{f + 1}.bin"), 40 * f, 40, r => [(byte)(r % 10)]);
+        }
+
+        DataFiles.CifarFile(Path.Combine(data, "test_batch.bin"), 200, 20, r => [(byte)(r % 10)]);
+        var output = Path_("cifar-run");
+        Assert.That(Run("train", "--dataset", "cifar10", "--data", data, "--epochs", "1", "--batch", "50", "--out", output).Code, Is.Zero);
+        var config = ModelConfig.FromJson(File.ReadAllText(Path.Combine(output, Trainer.ConfigFile)));
+        Assert.Multiple(() =>
+        {
+            Assert.That((config.ImageSize, config.Channels, config.Classes, config.Patch), Is.EqualTo((32, 3, 10, 8)));
+            Assert.That(EpochMetrics.ReadFile(Path.Combine(output, Trainer.MetricsFile)), Has.Count.EqualTo(1));
+        });
     }
 
     [Test]

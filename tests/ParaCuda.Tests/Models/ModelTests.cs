@@ -33,6 +33,18 @@ public class ModelTests
         return embedding + (blocks * block) + head;
     }
 
+    [TestCase(28, 7, 7)]
+    [TestCase(32, 7, 8)]
+    [TestCase(32, 4, 4)]
+    [TestCase(30, 7, 6)]
+    [TestCase(224, 16, 16)]
+    [TestCase(13, 7, 13)]
+    public void Patch_keeps_the_preset_s_when_it_tiles_the_image_and_else_the_nearest_that_does(int imageSize, int preferred, int expected)
+    {
+        Assert.That(Presets.PatchFor(imageSize, preferred), Is.EqualTo(expected));
+        Assert.That(imageSize % expected, Is.Zero);
+    }
+
     [TestCase(1, 7_198_282)]
     [TestCase(3, 7_296_586)]
     public void Paper_preset_has_the_reference_parameter_count(int channels, long expected)
