@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Reflection;
 using System.Runtime.InteropServices;
 using ParaCuda.Backends.Cpu;
+using ParaCuda.Backends.Cuda;
 using ParaCuda.Models;
 using ParaCuda.Native;
 using ParaCuda.Nn;
@@ -27,6 +28,9 @@ internal static class InfoCommand
         grid.AddRow("runtime", Markup.Escape($"{RuntimeInformation.FrameworkDescription} on {RuntimeInformation.OSDescription} {RuntimeInformation.ProcessArchitecture}"));
         grid.AddRow("cpu backend", Markup.Escape(CpuBackend.Instance.Description));
         grid.AddRow("cuda", Markup.Escape(CudaDriver.IsAvailable ? "driver and device present; this build has no CUDA backend yet" : CudaDriver.UnavailableReason!));
+        grid.AddRow("nvrtc", Markup.Escape(Nvrtc.IsAvailable ? $"{Nvrtc.Version.Major}.{Nvrtc.Version.Minor}, targets sm_{string.Join(", sm_", Nvrtc.SupportedArchitectures)}" : Nvrtc.UnavailableReason!));
+        var kernels = KernelSources.Load();
+        grid.AddRow("kernels", Markup.Escape($"{kernels.Kernels.Count} files ({kernels.Origin}; {KernelSources.DirectoryVariable}=DIR to use a folder)"));
         AnsiConsole.Write(grid);
 
         var presets = new Table().Title("presets (Fashion-MNIST: 1 channel, 10 classes)").AddColumns("name", "model", "parameters", "description");

@@ -1,0 +1,77 @@
+// common.cuh: what every ParaCuda kernel shares. It includes no CUDA toolkit header, so NVRTC from CUDA 11.8
+// through 13 compiles each kernel file on its own; everything here is either an NVRTC built-in or defined below.
+//
+// Conventions
+// - Tensors are dense, row-major float32; an index into one is a 64-bit `long long` (a [500·197, 3072]
+//   activation has 3e8 elements, past int range once multiplied by 4 bytes).
+// - Entry points are `extern "C"` so their PTX names are the names the backend launches.
+// - Reductions whose result a test compares against the CPU are deterministic: partial sums land in a
+//   fixed place and are combined in a fixed order (never atomics on floats).
+#pragma once
+
+#define PC_WARP 32
+#define PC_FULL_MASK 0xffffffffu
+
+// Sum over the 32 lanes of a warp; every lane gets the total.
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int offset = PC_WARP / 2; offset > 0; offset >>= 1)
+        v += __shfl_xor_sync(PC_FULL_MASK, v, offset);
+    return v;
+}
+
+// Maximum over the 32 lanes of a warp; every lane gets it.
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int offset = PC_WARP / 2; offset > 0; offset >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(PC_FULL_MASK, v, offset));
+    return v;
+}
+
+// Sum over a whole block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+// The leading barrier lets a kernel call it several times: no warp overwrites the partials while another
+// still reads the previous call's.
+__device__ __forceinline__ float block_sum(float v)
+{
+    __shared__ float partial[PC_WARP];
+    const int lane = threadIdx.x % PC_WARP;
+    const int warp = threadIdx.x / PC_WARP;
+    const int warps = blockDim.x / PC_WARP;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0)
+        partial[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < warps ? partial[lane] : 0.0f);
+}
+
+// Exact GELU, as PyTorch's default and the CPU backend: gelu(x) = x·Φ(x) = ½x(1 + erf(x/√2)).
+__device__ __forceinline__ float gelu(float x)
+{
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+}
+
+// gelu'(x) = Φ(x) + x·φ(x), φ(x) = exp(-x²/2)/√(2π).
+__device__ __forceinline__ float gelu_grad(float x)
+{
+    return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+}
+
+// Multi-tensor launches (one launch over every parameter, say) describe each tensor by a slice struct with
+// an int `first_block`: the exclusive prefix sum of the tensors' block counts. The tensor block b works on
+// is the last one whose first_block ≤ b.
+template <typename Slice>
+__device__ __forceinline__ const Slice& slice_of_block(const Slice* slices, int tensors, int block)
+{
+    int lo = 0;
+    int hi = tensors - 1;
+    while (lo < hi)
+    {
+        const int mid = (lo + hi + 1) / 2;
+        if (slices[mid].first_block <= block)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return slices[lo];
+}

@@ -1,0 +1,43 @@
+// layernorm_forward.cu: LayerNorm over the last dimension, keeping the statistics backward needs.
+//
+//   μ_r = (1/C) Σ_c x[r,c]        σ²_r = (1/C) Σ_c (x[r,c] - μ_r)²        rstd_r = 1/√(σ²_r + ε)
+//   y[r,c] = (x[r,c] - μ_r) · rstd_r · γ[c] + β[c]
+//
+// Two passes over the row (mean, then squared deviations), as the CPU reference, to avoid the cancellation
+// of E[x²] - E[x]²; the second pass reads the row from L1/L2.
+// Launch: one warp per row; block = 32·W threads (W warps, W rows), grid = ceil(rows / W).
+#include "common.cuh"
+
+extern "C" __global__ void layernorm_forward(
+    const float* __restrict__ x, const float* __restrict__ gamma, const float* __restrict__ beta,
+    float eps, int rows, int cols,
+    float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd)
+{
+    const int row = blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
+    const int lane = threadIdx.x % PC_WARP;
+    if (row >= rows)
+        return;
+    const float* xr = x + (long long)row * cols;
+    float* yr = y + (long long)row * cols;
+
+    float sum = 0.0f;
+    for (int c = lane; c < cols; c += PC_WARP)
+        sum += xr[c];
+    const float mu = warp_sum(sum) / cols;
+
+    float squares = 0.0f;
+    for (int c = lane; c < cols; c += PC_WARP)
+    {
+        const float d = xr[c] - mu;
+        squares += d * d;
+    }
+    const float rs = 1.0f / sqrtf(warp_sum(squares) / cols + eps);
+
+    for (int c = lane; c < cols; c += PC_WARP)
+        yr[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
+    if (lane == 0)
+    {
+        mean[row] = mu;
+        rstd[row] = rs;
+    }
+}

@@ -1,0 +1,77 @@
+using ParaCuda.Backends.Cuda;
+using ParaCuda.Native;
+
+namespace ParaCuda.Tests.Kernels;
+
+/// <summary>
+/// Every kernel compiles with NVRTC for sm_80 and sm_90, without a warning, and exports the entry points
+/// its source declares. NVRTC needs no GPU, so CI runs these (it installs Debian's libnvrtc11.2 and sets
+/// PARACUDA_REQUIRE_NVRTC=1, which turns a missing NVRTC into a failure instead of a skip).
+/// </summary>
+[Category("Nvrtc")]
+public class KernelCompileTests
+{
+    private static readonly int[] s_architectures = [80, 90];
+
+    private static IEnumerable<TestCaseData> KernelsByArchitecture() =>
+        KernelSources.Load().Kernels.Keys.SelectMany(file => s_architectures.Select(arch => new TestCaseData(file, arch).SetName($"{file} compiles for sm_{arch}")));
+
+    [OneTimeSetUp]
+    public void RequireNvrtc()
+    {
+        if (Nvrtc.IsAvailable)
+        {
+            return;
+        }
+
+        if (Environment.GetEnvironmentVariable("PARACUDA_REQUIRE_NVRTC") == "1")
+        {
+            Assert.Fail($"PARACUDA_REQUIRE_NVRTC=1 but {Nvrtc.UnavailableReason}");
+        }
+
+        Assert.Ignore($"NVRTC compile check skipped: {Nvrtc.UnavailableReason}");
+    }
+
+    [TestCaseSource(nameof(KernelsByArchitecture))]
+    public void Kernel_compiles_cleanly_and_exports_its_entry_points(string file, int architecture)
+    {
+        var sources = KernelSources.Load();
+        var output = KernelCompiler.Compile(sources, file, architecture);
+        var entries = KernelSources.EntryPoints(sources.Kernels[file]);
+        Assert.Multiple(() =>
+        {
+            Assert.That(output.Log, Is.Empty, "NVRTC warnings count as failures");
+            Assert.That(output.Ptx, Does.Contain($".target sm_{architecture}"));
+            Assert.That(entries, Is.Not.Empty, $"{file} declares no extern \"C\" __global__ function");
+            foreach (var entry in entries)
+            {
+                Assert.That(output.Ptx, Does.Contain($".entry {entry}("), $"{entry} is not exported under its own name");
+            }
+        });
+    }
+
+    [Test]
+    public void A_broken_kernel_names_its_file_and_line()
+    {
+        var directory = Directory.CreateTempSubdirectory("paracuda-kernels-").FullName;
+        try
+        {
+            var common = KernelSources.Load().Headers["common.cuh"];
+            File.WriteAllText(Path.Combine(directory, "common.cuh"), common);
+            File.WriteAllText(Path.Combine(directory, "broken.cu"), "#include \"common.cuh\"\n\nextern \"C\" __global__ void broken(float* x)\n{\n    x[0] = undefined_name;\n}\n");
+            var sources = KernelSources.Load(directory);
+            var error = Assert.Throws<NvrtcException>(() => KernelCompiler.Compile(sources, "broken.cu", 80));
+            Assert.That(error!.Message, Does.Contain("broken.cu(5)").And.Contain("undefined_name"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
+    public void Nvrtc_targets_the_architectures_we_compile_for()
+    {
+        Assert.That(Nvrtc.SupportedArchitectures, Is.SupersetOf(s_architectures), $"NVRTC {Nvrtc.Version}");
+    }
+}
