@@ -12,6 +12,9 @@
 #define PC_WARP 32
 #define PC_FULL_MASK 0xffffffffu
 
+// Attention keeps a head vector in registers, lane l holding elements l, l + 32, …: head dims up to 128.
+#define PC_MAX_DH_PER_LANE 4
+
 // Sum over the 32 lanes of a warp; every lane gets the total.
 __device__ __forceinline__ float warp_sum(float v)
 {

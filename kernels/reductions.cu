@@ -1,19 +1,20 @@
 // reductions.cu: deterministic sums that several ops share.
 //
-// sum_rows_partial: partial[b, c] = Σ_{r ∈ [b·R, (b+1)·R)} x[r, c]  (the column sums of a block of R rows).
+// sum_rows_partial: partial[b, c] = Σ_{r ∈ [b·R, (b+1)·R)} x[r·stride + c]  (the column sums of a block of R
+//   rows; stride = cols for a dense matrix, larger to sum a column slice such as token 0 of every image).
 //   Block = 32 threads, one column each; grid = (ceil(C/32), ceil(rows/R)).
 // sum_rows_finish: out[c] = (accumulate ? out[c] : 0) + Σ_b partial[b, c], b in increasing order.
-//   Used for bias gradients (SumRows), dγ/dβ of LayerNorm, dbias of bias+GELU.
+//   Used for bias gradients (SumRows), dγ/dβ of LayerNorm, dbias of bias+GELU, dcls and dpos of the tokens.
 //   Block = 256 threads, one column each; grid = ceil(C/256).
-// sum_squares_partial / sum_squares_finish: Σ x² over many tensors in one launch each (global grad norm):
-//   block b of the partial kernel covers elements [b·E, (b+1)·E) of the tensor whose block range holds b
-//   (first_block is the exclusive prefix sum of each tensor's block count) and writes one partial; the
-//   finish kernel adds the partials in block order and writes √Σ. Block = 256 threads.
+// sum_partial / sum_finish: Σ x (SumAll, times scale) or √Σ x² (GlobalNorm) over one or many tensors, one
+//   launch each: block b of the partial kernel covers elements [b·E, (b+1)·E) of the tensor whose block
+//   range holds b (see slice_of_block in common.cuh) and writes one partial; the finish kernel (one block)
+//   adds the partials in block order. Block = 256 threads.
 // scale_by_norm: every tensor x *= min(1, max_norm / (norm + 1e-6)), reading norm on the device so
-//   clipping needs no host round trip (ClipByNorm). Same block layout as sum_squares_partial.
+//   clipping needs no host round trip (ClipByNorm). Same block layout as sum_partial.
 #include "common.cuh"
 
-extern "C" __global__ void sum_rows_partial(const float* __restrict__ x, int rows, int cols, int rows_per_block, float* __restrict__ partial)
+extern "C" __global__ void sum_rows_partial(const float* __restrict__ x, int rows, int cols, long long row_stride, int rows_per_block, float* __restrict__ partial)
 {
     const int c = blockIdx.x * PC_WARP + threadIdx.x;
     if (c >= cols)
@@ -22,7 +23,7 @@ extern "C" __global__ void sum_rows_partial(const float* __restrict__ x, int row
     const int last = min(first + rows_per_block, rows);
     float sum = 0.0f;
     for (int r = first; r < last; ++r)
-        sum += x[(long long)r * cols + c];
+        sum += x[r * row_stride + c];
     partial[(long long)blockIdx.y * cols + c] = sum;
 }
 
@@ -46,20 +47,20 @@ struct TensorSlice
     int pad;
 };
 
-extern "C" __global__ void sum_squares_partial(const TensorSlice* __restrict__ slices, int tensors, long long elements_per_block, float* __restrict__ partial)
+extern "C" __global__ void sum_partial(const TensorSlice* __restrict__ slices, int tensors, long long elements_per_block, int squares, float* __restrict__ partial)
 {
     const TensorSlice s = slice_of_block(slices, tensors, blockIdx.x);
     const long long first = (long long)(blockIdx.x - s.first_block) * elements_per_block;
     const long long last = min(first + elements_per_block, s.count);
     float sum = 0.0f;
     for (long long i = first + threadIdx.x; i < last; i += blockDim.x)
-        sum += s.data[i] * s.data[i];
+        sum += squares ? s.data[i] * s.data[i] : s.data[i];
     sum = block_sum(sum);
     if (threadIdx.x == 0)
         partial[blockIdx.x] = sum;
 }
 
-extern "C" __global__ void sum_squares_finish(const float* __restrict__ partial, int blocks, float* __restrict__ norm)
+extern "C" __global__ void sum_finish(const float* __restrict__ partial, int blocks, float scale, int square_root, float* __restrict__ out)
 {
     // One block; thread t adds partials t, t + blockDim, … in order, then a fixed-shape tree combines them.
     float sum = 0.0f;
@@ -67,7 +68,7 @@ extern "C" __global__ void sum_squares_finish(const float* __restrict__ partial,
         sum += partial[b];
     sum = block_sum(sum);
     if (threadIdx.x == 0)
-        norm[0] = sqrtf(sum);
+        out[0] = square_root ? sqrtf(sum) : sum * scale;
 }
 
 extern "C" __global__ void scale_by_norm(const TensorSlice* __restrict__ slices, int tensors, long long elements_per_block, const float* __restrict__ norm, float max_norm)

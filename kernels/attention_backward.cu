@@ -1,0 +1,151 @@
+// attention_backward.cu: gradient of attention_forward, recomputing the probabilities from lse.
+//
+// With p_ij = exp(s_ij - lse_i), s_ij = q_i·k_j/√Dh, δ_i = dout_i·out_i:
+//   dp_ij = dout_i·v_j        ds_ij = p_ij · (dp_ij - δ_i)
+//   dq_i = (1/√Dh) Σ_j ds_ij k_j        dk_j = (1/√Dh) Σ_i ds_ij q_i        dv_j = Σ_i p_ij dout_i
+// written into dqkv in qkv's packed layout.
+//
+// Three launches, none with atomics, so the result is deterministic:
+//   attention_backward_rows: one warp per (b, h, i): δ_i into delta [B, H, T], and lse_i into lse when
+//     compute_lse ≠ 0 (the forward did not keep it)
+//   attention_backward_dq:   one warp per (b, h, i): loops over keys j
+//   attention_backward_dkdv: one warp per (b, h, j): loops over queries i
+// Block = 32·W threads, grid = ceil(B·H·T / W); lane layout and Dh limits as attention_forward.cu.
+#include "common.cuh"
+
+struct HeadView
+{
+    const float* base; // q of token 0 of this (b, h); k at +dim, v at +2·dim; token stride 3·dim
+    long long out_row; // offset of (b, token 0, h) in out/dout: token stride dim
+    int dim;
+    int per_lane;
+    float scale;
+};
+
+__device__ __forceinline__ HeadView head_view(const float* qkv, long long row, int tokens, int heads, int head_dim)
+{
+    HeadView view;
+    const int h = (int)(row / tokens % heads);
+    const long long b = row / ((long long)tokens * heads);
+    view.dim = heads * head_dim;
+    view.base = qkv + b * tokens * 3 * view.dim + h * head_dim;
+    view.out_row = b * tokens * view.dim + h * head_dim;
+    view.per_lane = head_dim / PC_WARP;
+    view.scale = 1.0f / sqrtf((float)head_dim);
+    return view;
+}
+
+// The dot product of two head-dimension vectors read lane-wise (lane l: elements l, l + 32, …); every lane
+// gets the total.
+__device__ __forceinline__ float row_dot(const float* a, const float* b, int per_lane, int lane)
+{
+    float partial = 0.0f;
+    for (int e = 0; e < per_lane; ++e)
+        partial += a[lane + e * PC_WARP] * b[lane + e * PC_WARP];
+    return warp_sum(partial);
+}
+
+extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv, const float* __restrict__ out, const float* __restrict__ dout, int batch, int tokens, int heads, int head_dim, int compute_lse, float* __restrict__ lse, float* __restrict__ delta)
+{
+    const long long row = (long long)blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
+    const int lane = threadIdx.x % PC_WARP;
+    if (row >= (long long)batch * heads * tokens)
+        return;
+    const int i = (int)(row % tokens);
+    const HeadView view = head_view(qkv, row, tokens, heads, head_dim);
+    const long long o = view.out_row + (long long)i * view.dim;
+    const float d = row_dot(dout + o, out + o, view.per_lane, lane);
+    float log_sum = 0.0f;
+    if (compute_lse)
+    {
+        const float* q = view.base + (long long)i * 3 * view.dim;
+        float m = -3.402823466e38f;
+        float l = 0.0f;
+        for (int j = 0; j < tokens; ++j)
+        {
+            const float s = row_dot(q, view.base + (long long)j * 3 * view.dim + view.dim, view.per_lane, lane) * view.scale;
+            const float m_new = fmaxf(m, s);
+            l = l * expf(m - m_new) + expf(s - m_new);
+            m = m_new;
+        }
+        log_sum = m + logf(l);
+    }
+    if (lane == 0)
+    {
+        delta[row] = d;
+        if (compute_lse)
+            lse[row] = log_sum;
+    }
+}
+
+extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, int head_dim, float* __restrict__ dqkv)
+{
+    const long long row = (long long)blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
+    const int lane = threadIdx.x % PC_WARP;
+    if (row >= (long long)batch * heads * tokens)
+        return;
+    const int i = (int)(row % tokens);
+    const HeadView view = head_view(qkv, row, tokens, heads, head_dim);
+    const float* q = view.base + (long long)i * 3 * view.dim;
+    const float* g = dout + view.out_row + (long long)i * view.dim;
+    const float lse_i = lse[row];
+    const float delta_i = delta[row];
+
+    float dq[PC_MAX_DH_PER_LANE];
+    for (int e = 0; e < view.per_lane; ++e)
+        dq[e] = 0.0f;
+    for (int j = 0; j < tokens; ++j)
+    {
+        const float* k = view.base + (long long)j * 3 * view.dim + view.dim;
+        const float* v = k + view.dim;
+        const float p = expf(row_dot(q, k, view.per_lane, lane) * view.scale - lse_i);
+        const float ds = p * (row_dot(g, v, view.per_lane, lane) - delta_i);
+        for (int e = 0; e < view.per_lane; ++e)
+            dq[e] += ds * k[lane + e * PC_WARP];
+    }
+
+    float* target = dqkv + (q - qkv);
+    for (int e = 0; e < view.per_lane; ++e)
+        target[lane + e * PC_WARP] = dq[e] * view.scale;
+}
+
+extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, int head_dim, float* __restrict__ dqkv)
+{
+    const long long row = (long long)blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
+    const int lane = threadIdx.x % PC_WARP;
+    if (row >= (long long)batch * heads * tokens)
+        return;
+    const int j = (int)(row % tokens);
+    const long long first_row = row - j; // (b, h, token 0) in lse and delta
+    const HeadView view = head_view(qkv, row, tokens, heads, head_dim);
+    const float* k = view.base + (long long)j * 3 * view.dim + view.dim;
+    const float* v = k + view.dim;
+
+    float dk[PC_MAX_DH_PER_LANE];
+    float dv[PC_MAX_DH_PER_LANE];
+    for (int e = 0; e < view.per_lane; ++e)
+    {
+        dk[e] = 0.0f;
+        dv[e] = 0.0f;
+    }
+    for (int i = 0; i < tokens; ++i)
+    {
+        const float* q = view.base + (long long)i * 3 * view.dim;
+        const float* g = dout + view.out_row + (long long)i * view.dim;
+        const float p = expf(row_dot(q, k, view.per_lane, lane) * view.scale - lse[first_row + i]);
+        const float ds = p * (row_dot(g, v, view.per_lane, lane) - delta[first_row + i]);
+        for (int e = 0; e < view.per_lane; ++e)
+        {
+            dk[e] += ds * q[lane + e * PC_WARP];
+            dv[e] += p * g[lane + e * PC_WARP];
+        }
+    }
+
+    float* dk_target = dqkv + (k - qkv);
+    float* dv_target = dqkv + (v - qkv);
+    for (int e = 0; e < view.per_lane; ++e)
+    {
+        dk_target[lane + e * PC_WARP] = dk[e] * view.scale;
+        dv_target[lane + e * PC_WARP] = dv[e];
+    }
+}

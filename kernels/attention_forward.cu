@@ -1,0 +1,61 @@
+// attention_forward.cu: multi-head self-attention on packed projections, flash-style (the T×T scores are
+// never stored).
+//
+// qkv [B, T, 3·H·Dh] holds q, k, v side by side, each split into H heads of Dh. Per (b, h) and query row i:
+//   s_j = q_i·k_j / √Dh,   out_i = Σ_j softmax(s)_j · v_j,   lse_i = log Σ_j exp(s_j)   (lse [B, H, T] may be null)
+// computed in one pass over the keys with the online softmax: a running maximum m, a running sum
+// l = Σ exp(s_j - m) and an accumulator acc = Σ exp(s_j - m)·v_j, both rescaled by exp(m_old - m_new) when
+// the maximum grows; out_i = acc / l, lse_i = m + log l.
+//
+// Launch: one warp per (b, h, i); block = 32·W threads, grid = ceil(B·H·T / W). Lane l holds head-dimension
+// elements l, l + 32, … (Dh a multiple of 32, at most 128: the vision shapes of this project, Dh 32 to 128).
+// Correct first: each key costs one warp reduction; a tiled tensor-core version belongs to the perf work.
+#include "common.cuh"
+
+extern "C" __global__ void attention_forward(const float* __restrict__ qkv, int batch, int tokens, int heads, int head_dim, float* __restrict__ out, float* __restrict__ lse)
+{
+    const long long row = (long long)blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
+    const int lane = threadIdx.x % PC_WARP;
+    if (row >= (long long)batch * heads * tokens)
+        return;
+    const int i = (int)(row % tokens);
+    const int h = (int)(row / tokens % heads);
+    const long long b = row / ((long long)tokens * heads);
+    const int dim = heads * head_dim;
+    const int per_lane = head_dim / PC_WARP;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const float* base = qkv + b * tokens * 3 * dim + h * head_dim;
+
+    float q[PC_MAX_DH_PER_LANE];
+    float acc[PC_MAX_DH_PER_LANE];
+    for (int e = 0; e < per_lane; ++e)
+    {
+        q[e] = base[(long long)i * 3 * dim + lane + e * PC_WARP];
+        acc[e] = 0.0f;
+    }
+
+    float m = -3.402823466e38f;
+    float l = 0.0f;
+    for (int j = 0; j < tokens; ++j)
+    {
+        const float* k = base + (long long)j * 3 * dim + dim;
+        const float* v = k + dim;
+        float partial = 0.0f;
+        for (int e = 0; e < per_lane; ++e)
+            partial += q[e] * k[lane + e * PC_WARP];
+        const float s = warp_sum(partial) * scale;
+        const float m_new = fmaxf(m, s);
+        const float correction = expf(m - m_new);
+        const float weight = expf(s - m_new);
+        l = l * correction + weight;
+        for (int e = 0; e < per_lane; ++e)
+            acc[e] = acc[e] * correction + weight * v[lane + e * PC_WARP];
+        m = m_new;
+    }
+
+    float* o = out + (b * tokens + i) * dim + h * head_dim;
+    for (int e = 0; e < per_lane; ++e)
+        o[lane + e * PC_WARP] = acc[e] / l;
+    if (lse && lane == 0)
+        lse[row] = m + logf(l);
+}
