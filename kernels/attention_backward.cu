@@ -45,10 +45,25 @@ __device__ __forceinline__ float row_dot(const float* a, const float* b, int per
     return warp_sum(partial);
 }
 
+// p_ij and ds_ij for query i (q, its output gradient g, lse_i, δ_i) and key j (k, v).
+struct ProbabilityAndGradient
+{
+    float p;
+    float ds;
+};
+
+__device__ __forceinline__ ProbabilityAndGradient probability_and_gradient(const HeadView& view, const float* q, const float* g, float lse_i, float delta_i, const float* k, const float* v, int lane)
+{
+    ProbabilityAndGradient r;
+    r.p = expf(row_dot(q, k, view.per_lane, lane) * view.scale - lse_i);
+    r.ds = r.p * (row_dot(g, v, view.per_lane, lane) - delta_i);
+    return r;
+}
+
 extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv, const float* __restrict__ out, const float* __restrict__ dout, int batch, int tokens, int heads, int head_dim, int compute_lse, float* __restrict__ lse, float* __restrict__ delta)
 {
-    const long long row = (long long)blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
-    const int lane = threadIdx.x % PC_WARP;
+    const long long row = warp_row();
+    const int lane = lane_id();
     if (row >= (long long)batch * heads * tokens)
         return;
     const int i = (int)(row % tokens);
@@ -80,8 +95,8 @@ extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv
 
 extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, int head_dim, float* __restrict__ dqkv)
 {
-    const long long row = (long long)blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
-    const int lane = threadIdx.x % PC_WARP;
+    const long long row = warp_row();
+    const int lane = lane_id();
     if (row >= (long long)batch * heads * tokens)
         return;
     const int i = (int)(row % tokens);
@@ -98,10 +113,9 @@ extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, 
     {
         const float* k = view.base + (long long)j * 3 * view.dim + view.dim;
         const float* v = k + view.dim;
-        const float p = expf(row_dot(q, k, view.per_lane, lane) * view.scale - lse_i);
-        const float ds = p * (row_dot(g, v, view.per_lane, lane) - delta_i);
+        const ProbabilityAndGradient pg = probability_and_gradient(view, q, g, lse_i, delta_i, k, v, lane);
         for (int e = 0; e < view.per_lane; ++e)
-            dq[e] += ds * k[lane + e * PC_WARP];
+            dq[e] += pg.ds * k[lane + e * PC_WARP];
     }
 
     float* target = dqkv + (q - qkv);
@@ -111,8 +125,8 @@ extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, 
 
 extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, int head_dim, float* __restrict__ dqkv)
 {
-    const long long row = (long long)blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
-    const int lane = threadIdx.x % PC_WARP;
+    const long long row = warp_row();
+    const int lane = lane_id();
     if (row >= (long long)batch * heads * tokens)
         return;
     const int j = (int)(row % tokens);
@@ -132,12 +146,11 @@ extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv
     {
         const float* q = view.base + (long long)i * 3 * view.dim;
         const float* g = dout + view.out_row + (long long)i * view.dim;
-        const float p = expf(row_dot(q, k, view.per_lane, lane) * view.scale - lse[first_row + i]);
-        const float ds = p * (row_dot(g, v, view.per_lane, lane) - delta[first_row + i]);
+        const ProbabilityAndGradient pg = probability_and_gradient(view, q, g, lse[first_row + i], delta[first_row + i], k, v, lane);
         for (int e = 0; e < view.per_lane; ++e)
         {
-            dk[e] += ds * q[lane + e * PC_WARP];
-            dv[e] += p * g[lane + e * PC_WARP];
+            dk[e] += pg.ds * q[lane + e * PC_WARP];
+            dv[e] += pg.p * g[lane + e * PC_WARP];
         }
     }
 

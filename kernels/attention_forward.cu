@@ -14,8 +14,8 @@
 
 extern "C" __global__ void attention_forward(const float* __restrict__ qkv, int batch, int tokens, int heads, int head_dim, float* __restrict__ out, float* __restrict__ lse)
 {
-    const long long row = (long long)blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
-    const int lane = threadIdx.x % PC_WARP;
+    const long long row = warp_row();
+    const int lane = lane_id();
     if (row >= (long long)batch * heads * tokens)
         return;
     const int i = (int)(row % tokens);

@@ -15,6 +15,17 @@
 // Attention keeps a head vector in registers, lane l holding elements l, l + 32, …: head dims up to 128.
 #define PC_MAX_DH_PER_LANE 4
 
+// Kernels that give each row one warp: the row of the calling warp, and the thread's lane in it.
+__device__ __forceinline__ long long warp_row()
+{
+    return (long long)blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
+}
+
+__device__ __forceinline__ int lane_id()
+{
+    return threadIdx.x % PC_WARP;
+}
+
 // Sum over the 32 lanes of a warp; every lane gets the total.
 __device__ __forceinline__ float warp_sum(float v)
 {

@@ -23,8 +23,8 @@ __device__ __forceinline__ void row_max_and_sum(const float* z, int classes, int
 
 extern "C" __global__ void cross_entropy_forward(const float* __restrict__ logits, const int* __restrict__ labels, int rows, int classes, float* __restrict__ losses)
 {
-    const int row = blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
-    const int lane = threadIdx.x % PC_WARP;
+    const long long row = warp_row();
+    const int lane = lane_id();
     if (row >= rows)
         return;
     const float* z = logits + (long long)row * classes;
@@ -37,8 +37,8 @@ extern "C" __global__ void cross_entropy_forward(const float* __restrict__ logit
 
 extern "C" __global__ void cross_entropy_backward(const float* __restrict__ logits, const int* __restrict__ labels, const float* __restrict__ dloss, float scale, int rows, int classes, float* __restrict__ dlogits)
 {
-    const int row = blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
-    const int lane = threadIdx.x % PC_WARP;
+    const long long row = warp_row();
+    const int lane = lane_id();
     if (row >= rows)
         return;
     const float* z = logits + (long long)row * classes;

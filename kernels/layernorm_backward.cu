@@ -16,8 +16,8 @@ extern "C" __global__ void layernorm_backward_dx(
     const float* __restrict__ mean, const float* __restrict__ rstd, int rows, int cols, int accumulate,
     float* __restrict__ dx)
 {
-    const int row = blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
-    const int lane = threadIdx.x % PC_WARP;
+    const long long row = warp_row();
+    const int lane = lane_id();
     if (row >= rows)
         return;
     const long long offset = (long long)row * cols;

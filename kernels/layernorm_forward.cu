@@ -13,8 +13,8 @@ extern "C" __global__ void layernorm_forward(
     float eps, int rows, int cols,
     float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd)
 {
-    const int row = blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
-    const int lane = threadIdx.x % PC_WARP;
+    const long long row = warp_row();
+    const int lane = lane_id();
     if (row >= rows)
         return;
     const float* xr = x + (long long)row * cols;
