@@ -74,4 +74,41 @@ public class KernelCompileTests
     {
         Assert.That(Nvrtc.SupportedArchitectures, Is.SupersetOf(s_architectures), $"NVRTC {Nvrtc.Version}");
     }
+
+    [Test]
+    public void The_disk_cache_compiles_once_and_recompiles_an_edited_kernel()
+    {
+        var root = Directory.CreateTempSubdirectory("paracuda-cache-").FullName;
+        try
+        {
+            var kernels = Directory.CreateDirectory(Path.Combine(root, "kernels")).FullName;
+            File.WriteAllText(Path.Combine(kernels, "common.cuh"), KernelSources.Load().Headers["common.cuh"]);
+            File.WriteAllText(Path.Combine(kernels, "fill.cu"), "#include \"common.cuh\"\nextern \"C\" __global__ void fill(float* x) { x[threadIdx.x] = 1.0f; }\n");
+            var cache = new KernelCache(Path.Combine(root, "cache"));
+
+            var first = cache.GetPtx(KernelSources.Load(kernels), "fill.cu", 80);
+            var reader = new KernelCache(cache.Directory);
+            var again = reader.GetPtx(KernelSources.Load(kernels), "fill.cu", 80);
+            var otherArchitecture = cache.GetPtx(KernelSources.Load(kernels), "fill.cu", 90);
+            File.WriteAllText(Path.Combine(kernels, "fill.cu"), "#include \"common.cuh\"\nextern \"C\" __global__ void fill(float* x) { x[threadIdx.x] = 2.0f; }\n");
+            var edited = cache.GetPtx(KernelSources.Load(kernels), "fill.cu", 80);
+            File.WriteAllText(Path.Combine(kernels, "common.cuh"), KernelSources.Load().Headers["common.cuh"] + "\n// an edited header\n");
+            cache.GetPtx(KernelSources.Load(kernels), "fill.cu", 80);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(cache.Misses, Is.EqualTo(4), "first compile, sm_90, edited kernel, edited header");
+                Assert.That((reader.Hits, reader.Misses), Is.EqualTo((1, 0)), "a second cache over the same folder reads the PTX from disk");
+                Assert.That(again, Is.EqualTo(first));
+                Assert.That(otherArchitecture, Does.Contain(".target sm_90"));
+                Assert.That(edited, Is.Not.EqualTo(first));
+                Assert.That(Directory.GetFiles(cache.Directory, "*.ptx"), Has.Length.EqualTo(4));
+                Assert.That(Directory.GetFiles(cache.Directory, "*.tmp"), Is.Empty);
+            });
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
 }
