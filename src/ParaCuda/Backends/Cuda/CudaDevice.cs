@@ -59,6 +59,19 @@ public readonly struct KernelArgument
     /// <summary>The value in the low bytes of a 64-bit slot (little-endian, as every CUDA host is).</summary>
     internal ulong Bits { get; }
 
+    /// <summary>
+    /// Lays the arguments out as cuLaunchKernel reads them: one 64-bit slot per argument, and a pointer to
+    /// each slot. Both spans must hold <paramref name="arguments"/>.Length entries.
+    /// </summary>
+    public static unsafe void Pack(ReadOnlySpan<KernelArgument> arguments, ulong* slots, void** pointers)
+    {
+        for (var i = 0; i < arguments.Length; i++)
+        {
+            slots[i] = arguments[i].Bits;
+            pointers[i] = slots + i;
+        }
+    }
+
     public static implicit operator KernelArgument(int value) => new((uint)value);
 
     public static implicit operator KernelArgument(long value) => new((ulong)value);
@@ -95,12 +108,7 @@ public sealed unsafe class KernelModule : IDisposable
 
         var slots = stackalloc ulong[arguments.Length];
         var pointers = stackalloc void*[arguments.Length];
-        for (var i = 0; i < arguments.Length; i++)
-        {
-            slots[i] = arguments[i].Bits;
-            pointers[i] = slots + i;
-        }
-
+        KernelArgument.Pack(arguments, slots, pointers);
         CudaDriver.Launch(function, $"{File}:{kernel}", grid, (block, 1, 1), 0, IntPtr.Zero, pointers);
     }
 
