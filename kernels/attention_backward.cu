@@ -13,6 +13,7 @@
 // Block = 32·W threads, grid = ceil(B·H·T / W); lane layout and Dh limits as attention_forward.cu.
 #include "common.cuh"
 
+// One (batch, head) pair's rows: q, k, v of token t in qkv, and its row in out or dout.
 struct HeadView
 {
     const float* base; // q of token 0 of this (b, h); k at +dim, v at +2·dim; token stride 3·dim
@@ -20,6 +21,11 @@ struct HeadView
     int dim;
     int per_lane;
     float scale;
+
+    __device__ const float* q(int t) const { return base + (long long)t * 3 * dim; }
+    __device__ const float* k(int t) const { return q(t) + dim; }
+    __device__ const float* v(int t) const { return q(t) + 2 * dim; }
+    __device__ const float* in(const float* rows, int t) const { return rows + out_row + (long long)t * dim; }
 };
 
 __device__ __forceinline__ HeadView head_view(const float* qkv, long long row, int tokens, int heads, int head_dim)
@@ -68,17 +74,16 @@ extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv
         return;
     const int i = (int)(row % tokens);
     const HeadView view = head_view(qkv, row, tokens, heads, head_dim);
-    const long long o = view.out_row + (long long)i * view.dim;
-    const float d = row_dot(dout + o, out + o, view.per_lane, lane);
+    const float d = row_dot(view.in(dout, i), view.in(out, i), view.per_lane, lane);
     float log_sum = 0.0f;
     if (compute_lse)
     {
-        const float* q = view.base + (long long)i * 3 * view.dim;
+        const float* q = view.q(i);
         float m = -3.402823466e38f;
         float l = 0.0f;
         for (int j = 0; j < tokens; ++j)
         {
-            const float s = row_dot(q, view.base + (long long)j * 3 * view.dim + view.dim, view.per_lane, lane) * view.scale;
+            const float s = row_dot(q, view.k(j), view.per_lane, lane) * view.scale;
             const float m_new = fmaxf(m, s);
             l = l * expf(m - m_new) + expf(s - m_new);
             m = m_new;
@@ -101,8 +106,8 @@ extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, 
         return;
     const int i = (int)(row % tokens);
     const HeadView view = head_view(qkv, row, tokens, heads, head_dim);
-    const float* q = view.base + (long long)i * 3 * view.dim;
-    const float* g = dout + view.out_row + (long long)i * view.dim;
+    const float* q = view.q(i);
+    const float* g = view.in(dout, i);
     const float lse_i = lse[row];
     const float delta_i = delta[row];
 
@@ -111,9 +116,8 @@ extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, 
         dq[e] = 0.0f;
     for (int j = 0; j < tokens; ++j)
     {
-        const float* k = view.base + (long long)j * 3 * view.dim + view.dim;
-        const float* v = k + view.dim;
-        const ProbabilityAndGradient pg = probability_and_gradient(view, q, g, lse_i, delta_i, k, v, lane);
+        const float* k = view.k(j);
+        const ProbabilityAndGradient pg = probability_and_gradient(view, q, g, lse_i, delta_i, k, view.v(j), lane);
         for (int e = 0; e < view.per_lane; ++e)
             dq[e] += pg.ds * k[lane + e * PC_WARP];
     }
@@ -132,8 +136,8 @@ extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv
     const int j = (int)(row % tokens);
     const long long first_row = row - j; // (b, h, token 0) in lse and delta
     const HeadView view = head_view(qkv, row, tokens, heads, head_dim);
-    const float* k = view.base + (long long)j * 3 * view.dim + view.dim;
-    const float* v = k + view.dim;
+    const float* k = view.k(j);
+    const float* v = view.v(j);
 
     float dk[PC_MAX_DH_PER_LANE];
     float dv[PC_MAX_DH_PER_LANE];
@@ -144,8 +148,8 @@ extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv
     }
     for (int i = 0; i < tokens; ++i)
     {
-        const float* q = view.base + (long long)i * 3 * view.dim;
-        const float* g = dout + view.out_row + (long long)i * view.dim;
+        const float* q = view.q(i);
+        const float* g = view.in(dout, i);
         const ProbabilityAndGradient pg = probability_and_gradient(view, q, g, lse[first_row + i], delta[first_row + i], k, v, lane);
         for (int e = 0; e < view.per_lane; ++e)
         {
