@@ -231,6 +231,41 @@ public abstract class KernelParityTests
     }
 
     [Test]
+    public void Accumulating_gradients_add_to_what_is_there()
+    {
+        const int batch = 4, patches = 9, dim = 32, tokens = patches + 1, rows = batch * tokens;
+        var x = Rand.Tensor(new Shape(rows, dim), 70);
+        var gamma = Rand.Tensor(new Shape(dim), 71);
+        var beta = Rand.Tensor(new Shape(dim), 72);
+        var dy = Rand.Tensor(new Shape(rows, dim), 73);
+        var (y, mean, rstd) = (x.EmptyLike(), Tensor.Empty(new Shape(rows)), Tensor.Empty(new Shape(rows)));
+        s_cpu.LayerNorm(x, gamma, beta, 1e-5f, y, mean, rstd);
+        var dtokens = Rand.Tensor(new Shape(batch, tokens, dim), 74);
+        var dpooled = Rand.Tensor(new Shape(batch, dim), 75);
+
+        // Every gradient starts from a known nonzero value that the op must keep.
+        var dx = Rand.Tensor(new Shape(rows, dim), 76);
+        var demb = Rand.Tensor(new Shape(batch, patches, dim), 77);
+        var dcls = Rand.Tensor(new Shape(dim), 78);
+        var dpool = Rand.Tensor(new Shape(batch, tokens, dim), 79);
+        using KernelBuffer gdx = Up(dx), gdemb = Up(demb), gdcls = Up(dcls), gdpool = Up(dpool);
+        using KernelBuffer gx = Up(x), gg = Up(gamma), gdy = Up(dy), gmean = Up(mean), grstd = Up(rstd), gdtokens = Up(dtokens), gdpooled = Up(dpooled);
+
+        s_cpu.LayerNormBackward(dy, x, gamma, mean, rstd, new GradOut(dx, Accumulate: true), GradOut.None, GradOut.None);
+        s_cpu.AssembleTokensBackward(dtokens, new GradOut(demb, Accumulate: true), new GradOut(dcls, Accumulate: true), GradOut.None);
+        s_cpu.PoolTokensBackward(dpooled, Pooling.Cls, new GradOut(dpool, Accumulate: true));
+        _device.Launch("layernorm_backward.cu", "layernorm_backward_dx", Warps(rows), Block, gdy, gx, gg, gmean, grstd, rows, dim, 1, gdx);
+        _device.Launch("tokens.cu", "assemble_tokens_backward_patches", Blocks(demb.NumElements), Block, gdtokens, batch, patches, dim, 1, gdemb);
+        SumRows(gdtokens, batch, dim, tokens * dim, gdcls, accumulate: true);
+        _device.Launch("pool_tokens.cu", "pool_tokens_backward", Blocks(dpool.NumElements), Block, gdpooled, batch, tokens, dim, 0, 1, gdpool);
+
+        Same(gdx, dx, Tolerance, "dx accumulated");
+        Same(gdemb, demb, Tolerance, "dEmb accumulated");
+        Same(gdcls, dcls, Tolerance, "dcls accumulated");
+        Same(gdpool, dpool, Tolerance, "pooled dx accumulated (cls: only token 0 changes)");
+    }
+
+    [Test]
     public void Argmax_and_count_correct_with_ties_and_nan()
     {
         const int rows = 1000, classes = 10;
