@@ -51,13 +51,6 @@ public static unsafe partial class CudaDriver
 
     public static void ReleasePrimaryContext(int ordinal) => Check(cuDevicePrimaryCtxRelease(Device(ordinal)), $"cuDevicePrimaryCtxRelease(device {ordinal})");
 
-    /// <summary>Free and total bytes of the current context's device.</summary>
-    public static (long Free, long Total) MemoryInfo()
-    {
-        Check(cuMemGetInfo_v2(out var free, out var total), "cuMemGetInfo()");
-        return ((long)free, (long)total);
-    }
-
     public static ulong Allocate(long bytes)
     {
         var status = cuMemAlloc_v2(out var pointer, (nuint)bytes);
@@ -87,10 +80,6 @@ public static unsafe partial class CudaDriver
             Check(cuMemcpyDtoH_v2(d, source, (nuint)destination.Length), $"cuMemcpyDtoH({destination.Length} bytes)");
         }
     }
-
-    /// <summary>Sets <paramref name="count"/> 32-bit words at <paramref name="destination"/> to <paramref name="value"/>.</summary>
-    public static void Fill32(ulong destination, uint value, long count) =>
-        Check(cuMemsetD32_v2(destination, value, (nuint)count), $"cuMemsetD32({count} words)");
 
     /// <summary>Loads PTX (JIT-compiled by the driver for the current device) and returns the module.</summary>
     public static IntPtr LoadModule(string ptx, string name)
@@ -196,9 +185,6 @@ public static unsafe partial class CudaDriver
 
     [LibraryImport(NativeLibraries.Driver)]
     private static partial int cuMemcpyDtoH_v2(void* destination, ulong source, nuint bytes);
-
-    [LibraryImport(NativeLibraries.Driver)]
-    private static partial int cuMemsetD32_v2(ulong destination, uint value, nuint count);
 
     [LibraryImport(NativeLibraries.Driver)]
     private static partial int cuModuleLoadData(out IntPtr module, void* image);

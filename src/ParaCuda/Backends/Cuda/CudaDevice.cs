@@ -18,9 +18,6 @@ public sealed class DeviceBuffer : IDisposable
 
     public long Elements { get; }
 
-    /// <summary>Fills the buffer with NaN, so an element a kernel forgets to write fails its comparison.</summary>
-    public void Poison() => CudaDriver.Fill32(Pointer, 0x7FC00000u, Elements);
-
     public void Upload<T>(ReadOnlySpan<T> values)
         where T : unmanaged
     {
@@ -112,8 +109,6 @@ public sealed unsafe class KernelModule : IDisposable
         CudaDriver.Launch(function, $"{File}:{kernel}", grid, (block, 1, 1), 0, IntPtr.Zero, pointers);
     }
 
-    public void Launch(string kernel, uint grid, uint block, params KernelArgument[] arguments) => Launch(kernel, (grid, 1, 1), block, arguments);
-
     public void Dispose() => CudaDriver.UnloadModule(_module);
 }
 
@@ -169,15 +164,6 @@ public sealed class CudaDevice : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         return new DeviceBuffer(elements);
-    }
-
-    public DeviceBuffer Upload<T>(ReadOnlySpan<T> values)
-        where T : unmanaged
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        var buffer = new DeviceBuffer(MemoryMarshal.AsBytes(values).Length / 4);
-        buffer.Upload(values);
-        return buffer;
     }
 
     public static void Synchronize() => CudaDriver.Synchronize();
