@@ -16,6 +16,19 @@ internal sealed unsafe class EmulatedKernelDevice : IKernelDevice
     private readonly KernelSources _sources = KernelSources.Load();
     private readonly Dictionary<string, IntPtr> _modules = new(StringComparer.Ordinal);
 
+    /// <summary>Writes the kernels, their headers and the emulator header where g++ will find them.</summary>
+    public EmulatedKernelDevice()
+    {
+        foreach (var (name, text) in _sources.Headers.Concat(_sources.Kernels))
+        {
+            File.WriteAllText(Path.Combine(_directory, name), text);
+        }
+
+        using var header = typeof(EmulatedKernelDevice).Assembly.GetManifestResourceStream("cuda_emulator.h")!;
+        using var copy = File.Create(Path.Combine(_directory, "cuda_emulator.h"));
+        header.CopyTo(copy);
+    }
+
     /// <summary>Why the emulator cannot run here (no C++ compiler), or null.</summary>
     public static string? UnavailableReason { get; } = FindCompiler() is null ? "no g++ on PATH (the emulator compiles the kernels as C++)" : null;
 
@@ -53,20 +66,9 @@ internal sealed unsafe class EmulatedKernelDevice : IKernelDevice
             return launch;
         }
 
-        foreach (var (name, text) in _sources.Headers.Concat(_sources.Kernels))
-        {
-            File.WriteAllText(Path.Combine(_directory, name), text);
-        }
-
-        using (var header = typeof(EmulatedKernelDevice).Assembly.GetManifestResourceStream("cuda_emulator.h")!)
-        using (var copy = File.Create(Path.Combine(_directory, "cuda_emulator.h")))
-        {
-            header.CopyTo(copy);
-        }
-
         var stem = Path.GetFileNameWithoutExtension(file);
         var unit = Path.Combine(_directory, $"{stem}.emulated.cpp");
-        var registrations = KernelSources.EntryPoints(_sources.Kernels[file]).Select(e => $"PC_EMULATOR_REGISTER({e})");
+        var registrations = KernelSources.EntryPoints(_sources.Source(file)).Select(e => $"PC_EMULATOR_REGISTER({e})");
         File.WriteAllLines(unit, ["#include \"cuda_emulator.h\"", $"#include \"{file}\"", .. registrations]);
         var library = Path.Combine(_directory, $"lib{stem}.so");
         var (code, output) = Run(FindCompiler()!, ["-std=c++20", "-O2", "-fPIC", "-shared", "-I", _directory, unit, "-o", library]);

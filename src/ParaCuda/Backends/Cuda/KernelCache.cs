@@ -36,11 +36,7 @@ public sealed class KernelCache(string directory)
     public string GetPtx(KernelSources sources, string file, int architecture)
     {
         ArgumentNullException.ThrowIfNull(sources);
-        if (!sources.Kernels.TryGetValue(file, out var source))
-        {
-            throw new ArgumentException($"no kernel file {file} in {sources.Origin}", nameof(file));
-        }
-
+        var source = sources.Source(file);
         var path = Path.Combine(Directory, $"{Path.GetFileNameWithoutExtension(file)}-sm{architecture}-{Key(sources, file, source, architecture)}.ptx");
         // An empty file is a write that never finished (the rename below makes that unlikely, not impossible).
         if (File.Exists(path) && new FileInfo(path).Length > 0)

@@ -20,11 +20,6 @@ public static class KernelCompiler
     public static NvrtcOutput Compile(KernelSources sources, string file, int architecture)
     {
         ArgumentNullException.ThrowIfNull(sources);
-        if (!sources.Kernels.TryGetValue(file, out var source))
-        {
-            throw new ArgumentException($"no kernel file {file} in {sources.Origin} (there are: {string.Join(", ", sources.Kernels.Keys)})", nameof(file));
-        }
-
-        return Nvrtc.Compile(file, source, sources.Headers, Options(architecture));
+        return Nvrtc.Compile(file, sources.Source(file), sources.Headers, Options(architecture));
     }
 }

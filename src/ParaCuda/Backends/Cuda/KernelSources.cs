@@ -40,6 +40,12 @@ public sealed partial class KernelSources
         return directory is null ? Embedded() : FromDirectory(directory);
     }
 
+    /// <summary>The text of kernel file <paramref name="file"/>; an unknown name is an error listing the known ones.</summary>
+    public string Source(string file) =>
+        Kernels.TryGetValue(file, out var source)
+            ? source
+            : throw new ArgumentException($"no kernel file {file} in {Origin} (there are: {string.Join(", ", Kernels.Keys)})", nameof(file));
+
     /// <summary>The names of the <c>extern "C" __global__</c> functions a kernel file defines, in file order.</summary>
     public static IReadOnlyList<string> EntryPoints(string source)
     {
