@@ -92,7 +92,7 @@ internal static class TrainCommand
         }
 
         AnsiConsole.Write(table);
-        AnsiConsole.WriteLine($"done in {last.ElapsedSeconds:F0} s: test accuracy {last.TestAccuracy:P2}. Wrote {Path.Combine(outDirectory, Trainer.MetricsFile)}, curves.png, {Trainer.BestFile} (best validation), {Trainer.LastFile} (resumable).");
+        AnsiConsole.WriteLine($"done in {last.ElapsedSeconds:F0} s: test accuracy {last.TestAccuracy:P2}. Wrote {Path.Combine(outDirectory, Trainer.MetricsFile)}, {Trainer.ConfigFile}, curves.png, {Trainer.BestFile} (best validation), {Trainer.LastFile} (resumable).");
     }
 
     private static string NewRunName(string preset, ModelConfig config, TrainOptions options) =>
