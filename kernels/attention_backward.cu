@@ -10,7 +10,7 @@
 //     compute_lse ≠ 0 (the forward did not keep it)
 //   attention_backward_dq:   one warp per (b, h, i): loops over keys j
 //   attention_backward_dkdv: one warp per (b, h, j): loops over queries i
-// Block = 32·W threads, grid = ceil(B·H·T / W); lane layout and Dh limits as attention_forward.cu.
+// Block = 32·W threads, grid = ceil(B·H·T / W); lane layout and Dh = PC_HEAD_DIM as attention_forward.cu.
 #include "common.cuh"
 
 // One (batch, head) pair's rows: q, k, v of token t in qkv, and its row in out or dout.
@@ -19,7 +19,6 @@ struct HeadView
     const float* base; // q of token 0 of this (b, h); k at +dim, v at +2·dim; token stride 3·dim
     long long out_row; // offset of (b, token 0, h) in out/dout: token stride dim
     int dim;
-    int per_lane;
     float scale;
 
     __device__ const float* q(int t) const { return base + (long long)t * 3 * dim; }
@@ -28,26 +27,27 @@ struct HeadView
     __device__ const float* in(const float* rows, int t) const { return rows + out_row + (long long)t * dim; }
 };
 
-__device__ __forceinline__ HeadView head_view(const float* qkv, long long row, int tokens, int heads, int head_dim)
+__device__ __forceinline__ HeadView head_view(const float* qkv, long long row, int tokens, int heads)
 {
     HeadView view;
     const int h = (int)(row / tokens % heads);
     const long long b = row / ((long long)tokens * heads);
-    view.dim = heads * head_dim;
-    view.base = qkv + b * tokens * 3 * view.dim + h * head_dim;
-    view.out_row = b * tokens * view.dim + h * head_dim;
-    view.per_lane = head_dim / PC_WARP;
-    view.scale = 1.0f / sqrtf((float)head_dim);
+    view.dim = heads * PC_HEAD_DIM;
+    view.base = qkv + b * tokens * 3 * view.dim + h * PC_HEAD_DIM;
+    view.out_row = b * tokens * view.dim + h * PC_HEAD_DIM;
+    view.scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
     return view;
 }
 
 // The dot product of two head-dimension vectors read lane-wise (lane l: elements l, l + 32, …); every lane
 // gets the total.
-__device__ __forceinline__ float row_dot(const float* a, const float* b, int per_lane, int lane)
+__device__ __forceinline__ float row_dot(const float* a, const float* b, int lane)
 {
     float partial = 0.0f;
-    for (int e = 0; e < per_lane; ++e)
-        partial += a[lane + e * PC_WARP] * b[lane + e * PC_WARP];
+#pragma unroll
+    for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
+        if (head_element(lane, e))
+            partial += a[lane + e * PC_WARP] * b[lane + e * PC_WARP];
     return warp_sum(partial);
 }
 
@@ -61,20 +61,20 @@ struct ProbabilityAndGradient
 __device__ __forceinline__ ProbabilityAndGradient probability_and_gradient(const HeadView& view, const float* q, const float* g, float lse_i, float delta_i, const float* k, const float* v, int lane)
 {
     ProbabilityAndGradient r;
-    r.p = expf(row_dot(q, k, view.per_lane, lane) * view.scale - lse_i);
-    r.ds = r.p * (row_dot(g, v, view.per_lane, lane) - delta_i);
+    r.p = expf(row_dot(q, k, lane) * view.scale - lse_i);
+    r.ds = r.p * (row_dot(g, v, lane) - delta_i);
     return r;
 }
 
-extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv, const float* __restrict__ out, const float* __restrict__ dout, int batch, int tokens, int heads, int head_dim, int compute_lse, float* __restrict__ lse, float* __restrict__ delta)
+extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv, const float* __restrict__ out, const float* __restrict__ dout, int batch, int tokens, int heads, int compute_lse, float* __restrict__ lse, float* __restrict__ delta)
 {
     const long long row = warp_row();
     const int lane = lane_id();
     if (row >= (long long)batch * heads * tokens)
         return;
     const int i = (int)(row % tokens);
-    const HeadView view = head_view(qkv, row, tokens, heads, head_dim);
-    const float d = row_dot(view.in(dout, i), view.in(out, i), view.per_lane, lane);
+    const HeadView view = head_view(qkv, row, tokens, heads);
+    const float d = row_dot(view.in(dout, i), view.in(out, i), lane);
     float log_sum = 0.0f;
     if (compute_lse)
     {
@@ -83,7 +83,7 @@ extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv
         float l = 0.0f;
         for (int j = 0; j < tokens; ++j)
         {
-            const float s = row_dot(q, view.k(j), view.per_lane, lane) * view.scale;
+            const float s = row_dot(q, view.k(j), lane) * view.scale;
             const float m_new = fmaxf(m, s);
             l = l * expf(m - m_new) + expf(s - m_new);
             m = m_new;
@@ -98,36 +98,41 @@ extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv
     }
 }
 
-extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, int head_dim, float* __restrict__ dqkv)
+extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, float* __restrict__ dqkv)
 {
     const long long row = warp_row();
     const int lane = lane_id();
     if (row >= (long long)batch * heads * tokens)
         return;
     const int i = (int)(row % tokens);
-    const HeadView view = head_view(qkv, row, tokens, heads, head_dim);
+    const HeadView view = head_view(qkv, row, tokens, heads);
     const float* q = view.q(i);
     const float* g = view.in(dout, i);
     const float lse_i = lse[row];
     const float delta_i = delta[row];
 
-    float dq[PC_MAX_DH_PER_LANE];
-    for (int e = 0; e < view.per_lane; ++e)
+    float dq[PC_HEAD_PER_LANE];
+#pragma unroll
+    for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
         dq[e] = 0.0f;
     for (int j = 0; j < tokens; ++j)
     {
         const float* k = view.k(j);
         const ProbabilityAndGradient pg = probability_and_gradient(view, q, g, lse_i, delta_i, k, view.v(j), lane);
-        for (int e = 0; e < view.per_lane; ++e)
-            dq[e] += pg.ds * k[lane + e * PC_WARP];
+#pragma unroll
+        for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
+            if (head_element(lane, e))
+                dq[e] += pg.ds * k[lane + e * PC_WARP];
     }
 
     float* target = dqkv + (q - qkv);
-    for (int e = 0; e < view.per_lane; ++e)
-        target[lane + e * PC_WARP] = dq[e] * view.scale;
+#pragma unroll
+    for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
+        if (head_element(lane, e))
+            target[lane + e * PC_WARP] = dq[e] * view.scale;
 }
 
-extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, int head_dim, float* __restrict__ dqkv)
+extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, float* __restrict__ dqkv)
 {
     const long long row = warp_row();
     const int lane = lane_id();
@@ -135,13 +140,14 @@ extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv
         return;
     const int j = (int)(row % tokens);
     const long long first_row = row - j; // (b, h, token 0) in lse and delta
-    const HeadView view = head_view(qkv, row, tokens, heads, head_dim);
+    const HeadView view = head_view(qkv, row, tokens, heads);
     const float* k = view.k(j);
     const float* v = view.v(j);
 
-    float dk[PC_MAX_DH_PER_LANE];
-    float dv[PC_MAX_DH_PER_LANE];
-    for (int e = 0; e < view.per_lane; ++e)
+    float dk[PC_HEAD_PER_LANE];
+    float dv[PC_HEAD_PER_LANE];
+#pragma unroll
+    for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
     {
         dk[e] = 0.0f;
         dv[e] = 0.0f;
@@ -151,18 +157,22 @@ extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv
         const float* q = view.q(i);
         const float* g = view.in(dout, i);
         const ProbabilityAndGradient pg = probability_and_gradient(view, q, g, lse[first_row + i], delta[first_row + i], k, v, lane);
-        for (int e = 0; e < view.per_lane; ++e)
-        {
-            dk[e] += pg.ds * q[lane + e * PC_WARP];
-            dv[e] += pg.p * g[lane + e * PC_WARP];
-        }
+#pragma unroll
+        for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
+            if (head_element(lane, e))
+            {
+                dk[e] += pg.ds * q[lane + e * PC_WARP];
+                dv[e] += pg.p * g[lane + e * PC_WARP];
+            }
     }
 
     float* dk_target = dqkv + (k - qkv);
     float* dv_target = dqkv + (v - qkv);
-    for (int e = 0; e < view.per_lane; ++e)
-    {
-        dk_target[lane + e * PC_WARP] = dk[e] * view.scale;
-        dv_target[lane + e * PC_WARP] = dv[e];
-    }
+#pragma unroll
+    for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
+        if (head_element(lane, e))
+        {
+            dk_target[lane + e * PC_WARP] = dk[e] * view.scale;
+            dv_target[lane + e * PC_WARP] = dv[e];
+        }
 }

@@ -8,11 +8,11 @@
 // the maximum grows; out_i = acc / l, lse_i = m + log l.
 //
 // Launch: one warp per (b, h, i); block = 32·W threads, grid = ceil(B·H·T / W). Lane l holds head-dimension
-// elements l, l + 32, … (Dh a multiple of 32, at most 128: the vision shapes of this project, Dh 32 to 128).
+// elements l, l + 32, … of the Dh = PC_HEAD_DIM this module was compiled for (see common.cuh).
 // Correct first: each key costs one warp reduction; a tiled tensor-core version belongs to the perf work.
 #include "common.cuh"
 
-extern "C" __global__ void attention_forward(const float* __restrict__ qkv, int batch, int tokens, int heads, int head_dim, float* __restrict__ out, float* __restrict__ lse)
+extern "C" __global__ void attention_forward(const float* __restrict__ qkv, int batch, int tokens, int heads, float* __restrict__ out, float* __restrict__ lse)
 {
     const long long row = warp_row();
     const int lane = lane_id();
@@ -21,16 +21,16 @@ extern "C" __global__ void attention_forward(const float* __restrict__ qkv, int 
     const int i = (int)(row % tokens);
     const int h = (int)(row / tokens % heads);
     const long long b = row / ((long long)tokens * heads);
-    const int dim = heads * head_dim;
-    const int per_lane = head_dim / PC_WARP;
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    const float* base = qkv + b * tokens * 3 * dim + h * head_dim;
+    const int dim = heads * PC_HEAD_DIM;
+    const float scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
+    const float* base = qkv + b * tokens * 3 * dim + h * PC_HEAD_DIM;
 
-    float q[PC_MAX_DH_PER_LANE];
-    float acc[PC_MAX_DH_PER_LANE];
-    for (int e = 0; e < per_lane; ++e)
+    float q[PC_HEAD_PER_LANE];
+    float acc[PC_HEAD_PER_LANE];
+#pragma unroll
+    for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
     {
-        q[e] = base[(long long)i * 3 * dim + lane + e * PC_WARP];
+        q[e] = head_element(lane, e) ? base[(long long)i * 3 * dim + lane + e * PC_WARP] : 0.0f;
         acc[e] = 0.0f;
     }
 
@@ -41,21 +41,27 @@ extern "C" __global__ void attention_forward(const float* __restrict__ qkv, int 
         const float* k = base + (long long)j * 3 * dim + dim;
         const float* v = k + dim;
         float partial = 0.0f;
-        for (int e = 0; e < per_lane; ++e)
-            partial += q[e] * k[lane + e * PC_WARP];
+#pragma unroll
+        for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
+            if (head_element(lane, e))
+                partial += q[e] * k[lane + e * PC_WARP];
         const float s = warp_sum(partial) * scale;
         const float m_new = fmaxf(m, s);
         const float correction = expf(m - m_new);
         const float weight = expf(s - m_new);
         l = l * correction + weight;
-        for (int e = 0; e < per_lane; ++e)
-            acc[e] = acc[e] * correction + weight * v[lane + e * PC_WARP];
+#pragma unroll
+        for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
+            if (head_element(lane, e))
+                acc[e] = acc[e] * correction + weight * v[lane + e * PC_WARP];
         m = m_new;
     }
 
-    float* o = out + (b * tokens + i) * dim + h * head_dim;
-    for (int e = 0; e < per_lane; ++e)
-        o[lane + e * PC_WARP] = acc[e] / l;
+    float* o = out + (b * tokens + i) * dim + h * PC_HEAD_DIM;
+#pragma unroll
+    for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
+        if (head_element(lane, e))
+            o[lane + e * PC_WARP] = acc[e] / l;
     if (lse && lane == 0)
         lse[row] = m + logf(l);
 }

@@ -12,8 +12,28 @@
 #define PC_WARP 32
 #define PC_FULL_MASK 0xffffffffu
 
-// Attention keeps a head vector in registers, lane l holding elements l, l + 32, …: head dims up to 128.
-#define PC_MAX_DH_PER_LANE 4
+// Attention keeps a head vector in registers, lane l holding elements l, l + 32, …. The backend compiles the
+// attention files once per head dimension (-DPC_HEAD_DIM=64), so the per-lane count is a compile-time
+// constant: the arrays stay in registers and the loops unroll. Any head dim up to 256 (8 per lane).
+#ifndef PC_HEAD_DIM
+#define PC_HEAD_DIM 64
+#endif
+#define PC_HEAD_PER_LANE ((PC_HEAD_DIM + PC_WARP - 1) / PC_WARP)
+static_assert(PC_HEAD_DIM > 0 && PC_HEAD_PER_LANE <= 8, "attention head dims run from 1 to 256");
+
+// Whether lane `lane` holds head element e (lane + 32·e): all lanes do, except in the last chunk of a head
+// dim that is not a multiple of 32.
+__device__ __forceinline__ bool head_element(int lane, int e)
+{
+    return lane + e * PC_WARP < PC_HEAD_DIM;
+}
+
+// Dynamic shared memory: a kernel declares it with PC_DYNAMIC_SHARED(float, tile); the emulator provides its own.
+#ifdef PC_EMULATOR
+#define PC_DYNAMIC_SHARED(type, name) type* name = pc_emulator::dynamic_shared<type>()
+#else
+#define PC_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
 
 // Kernels that give each row one warp: the row of the calling warp, and the thread's lane in it.
 __device__ __forceinline__ long long warp_row()

@@ -4,7 +4,9 @@
 //   backward: dz[r,k] = g · (softmax(z[r])[k] - [k = y_r]),  g = dloss[0] · scale
 //
 // dloss is the gradient of the scalar that the per-row losses were reduced to (a mean passes scale = 1/N),
-// read on the device so no host round trip is needed. Labels are checked on the host before upload.
+// read on the device so no host round trip is needed. Datasets check their labels when they load; a label
+// outside [0, K) that got here anyway gives a NaN loss and NaN gradients (which stop training), never a read
+// outside the row.
 // Launch: one warp per row; block = 32·W threads, grid = ceil(N / W).
 #include "common.cuh"
 
@@ -31,8 +33,9 @@ extern "C" __global__ void cross_entropy_forward(const float* __restrict__ logit
     float m;
     float s;
     row_max_and_sum(z, classes, lane, &m, &s);
+    const int label = labels[row];
     if (lane == 0)
-        losses[row] = m + logf(s) - z[labels[row]];
+        losses[row] = label >= 0 && label < classes ? m + logf(s) - z[label] : __int_as_float(0x7fc00000);
 }
 
 extern "C" __global__ void cross_entropy_backward(const float* __restrict__ logits, const int* __restrict__ labels, const float* __restrict__ dloss, float scale, int rows, int classes, float* __restrict__ dlogits)
@@ -46,8 +49,8 @@ extern "C" __global__ void cross_entropy_backward(const float* __restrict__ logi
     float m;
     float s;
     row_max_and_sum(z, classes, lane, &m, &s);
-    const float g = dloss[0] * scale;
     const int label = labels[row];
+    const float g = label >= 0 && label < classes ? dloss[0] * scale : __int_as_float(0x7fc00000);
     for (int k = lane; k < classes; k += PC_WARP)
         dz[k] = g * (expf(z[k] - m) / s - (k == label ? 1.0f : 0.0f));
 }

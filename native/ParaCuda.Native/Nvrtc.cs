@@ -5,8 +5,15 @@ namespace ParaCuda.Native;
 /// <summary>An NVRTC call failed; the message names the call and NVRTC's error, and carries the compile log if any.</summary>
 public sealed class NvrtcException(string message) : Exception(message);
 
-/// <summary>What one NVRTC compilation produced: PTX and the compiler's log (warnings, or empty).</summary>
-public sealed record NvrtcOutput(string Ptx, string Log);
+/// <summary>
+/// What one NVRTC compilation produced: PTX (for a virtual architecture, compute_XX) or a cubin (for a real
+/// one, sm_XX), and the compiler's log (warnings, or empty).
+/// </summary>
+public sealed record NvrtcOutput(byte[] Image, bool IsCubin, string Log)
+{
+    /// <summary>The PTX text; empty for a cubin.</summary>
+    public string Ptx => IsCubin ? "" : System.Text.Encoding.ASCII.GetString(Image).TrimEnd('\0');
+}
 
 /// <summary>
 /// NVRTC, the CUDA run-time compiler: CUDA C source in, PTX out. Needs no GPU and no driver, which is what
@@ -50,8 +57,8 @@ public static partial class Nvrtc
 
     /// <summary>
     /// Compiles <paramref name="source"/> (named <paramref name="name"/> in diagnostics) with the given headers
-    /// available to <c>#include "…"</c>. A compile error throws with NVRTC's log, whose lines read
-    /// <c>name(line): error: …</c>.
+    /// available to <c>#include "…"</c>: a cubin when the options name a real architecture (sm_XX), else PTX.
+    /// A compile error throws with NVRTC's log, whose lines read <c>name(line): error: …</c>.
     /// </summary>
     public static NvrtcOutput Compile(string name, string source, IReadOnlyDictionary<string, string> headers, IReadOnlyList<string> options)
     {
@@ -69,10 +76,18 @@ public static partial class Nvrtc
                 throw new NvrtcException($"{ErrorName(status)} in nvrtcCompileProgram({name}, {string.Join(' ', options)}):\n{log}");
             }
 
+            if (options.Any(o => o.Contains("=sm_", StringComparison.Ordinal)))
+            {
+                Check(nvrtcGetCUBINSize(program, out var cubinSize), $"nvrtcGetCUBINSize({name})");
+                var cubin = new byte[cubinSize];
+                Check(nvrtcGetCUBIN(program, cubin), $"nvrtcGetCUBIN({name})");
+                return new NvrtcOutput(cubin, IsCubin: true, log);
+            }
+
             Check(nvrtcGetPTXSize(program, out var size), $"nvrtcGetPTXSize({name})");
             var ptx = new byte[size];
             Check(nvrtcGetPTX(program, ptx), $"nvrtcGetPTX({name})");
-            return new NvrtcOutput(System.Text.Encoding.ASCII.GetString(ptx, 0, Math.Max((int)size - 1, 0)), log);
+            return new NvrtcOutput(ptx, IsCubin: false, log);
         }
         finally
         {
@@ -132,6 +147,12 @@ public static partial class Nvrtc
 
     [LibraryImport(NativeLibraries.Nvrtc)]
     private static partial int nvrtcGetPTX(IntPtr program, [Out] byte[] ptx);
+
+    [LibraryImport(NativeLibraries.Nvrtc)]
+    private static partial int nvrtcGetCUBINSize(IntPtr program, out nuint size);
+
+    [LibraryImport(NativeLibraries.Nvrtc)]
+    private static partial int nvrtcGetCUBIN(IntPtr program, [Out] byte[] cubin);
 
     [LibraryImport(NativeLibraries.Nvrtc)]
     private static partial int nvrtcDestroyProgram(ref IntPtr program);

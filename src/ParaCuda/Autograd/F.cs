@@ -277,8 +277,9 @@ public static class F
 
     /// <summary>
     /// The explicit crossing between contexts: <paramref name="target"/> waits for the work that produced x,
-    /// then uses it (a view on the same device). In backward the gradient crosses back the same way,
-    /// and is accumulated on x's own context in tape order, so results do not depend on timing.
+    /// then uses it (a view on the same device, or a copy on another: peer to peer between GPUs). In backward
+    /// the gradient crosses back the same way, and is accumulated on x's own context in tape order, so results
+    /// do not depend on timing.
     /// </summary>
     public static Tensor Transfer(Tensor x, ComputeContext target)
     {
@@ -289,12 +290,19 @@ public static class F
             return x;
         }
 
+        var source = x.Context;
         if (x.Device != target.Device)
         {
-            throw new NotSupportedException($"Transfer from {x.Context} to {target}: copies between devices need the CUDA backend's peer copies");
+            var copy = Tensor.Empty(x.Shape, x.DType, target);
+            target.Ops.CopyAcross(x, copy);
+            return Record(nameof(Transfer), copy, [x], (g, sink) =>
+            {
+                using var back = Tensor.Empty(g.Shape, g.DType, source);
+                source.Ops.CopyAcross(g, back);
+                sink.Pass(0, back);
+            });
         }
 
-        var source = x.Context;
         target.WaitFor(source);
         var y = x.AliasOn(target);
         return Record(nameof(Transfer), y, [x], (g, sink) =>

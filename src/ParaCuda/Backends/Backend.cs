@@ -19,8 +19,12 @@ public abstract class Backend : IDisposable
     /// <summary>A new, independently ordered context (a CUDA stream; a logical queue on the CPU).</summary>
     public abstract ComputeContext CreateContext(string name);
 
-    /// <summary>Memory for a tensor of <paramref name="bytes"/> bytes, owned by the returned storage.</summary>
-    public abstract Storage Allocate(long bytes);
+    /// <summary>
+    /// Memory for a tensor of <paramref name="bytes"/> bytes, owned by the returned storage and ordered on
+    /// <paramref name="context"/>: a device backend may reuse it for that context's later work as soon as it is
+    /// released, and for other contexts only once the work that used it there has finished.
+    /// </summary>
+    public abstract Storage Allocate(long bytes, ComputeContext context);
 
     public void Dispose()
     {

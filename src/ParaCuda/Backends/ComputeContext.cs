@@ -47,7 +47,8 @@ public abstract class ComputeContext
         ArgumentNullException.ThrowIfNull(other);
         if (!ReferenceEquals(other, this))
         {
-            Wait(other.RecordEvent());
+            using var e = other.RecordEvent();
+            Wait(e);
         }
     }
 
@@ -57,8 +58,21 @@ public abstract class ComputeContext
     public override string ToString() => $"{Device}/{Name}";
 }
 
-/// <summary>A point in one context's queue that other contexts can wait for.</summary>
-public abstract class ContextEvent
+/// <summary>
+/// A point in one context's queue that other contexts can wait for. Disposing it gives its handle back to the
+/// device once nothing more will wait on it (waits already issued are unaffected).
+/// </summary>
+public abstract class ContextEvent : IDisposable
 {
     public abstract bool IsCompleted { get; }
+
+    public void Dispose()
+    {
+        Dispose(disposing: true);
+        GC.SuppressFinalize(this);
+    }
+
+    protected virtual void Dispose(bool disposing)
+    {
+    }
 }

@@ -73,6 +73,21 @@ public abstract class Ops
         CopyCore(src, dst);
     }
 
+    /// <summary>
+    /// dst = src where src lives on another device (the host, or another GPU); src may be a strided view. The
+    /// copy is ordered after the work that produced src, and later work on dst's context after the copy.
+    /// </summary>
+    public void CopyAcross(Tensor src, Tensor dst)
+    {
+        ArgumentNullException.ThrowIfNull(src);
+        ArgumentNullException.ThrowIfNull(dst);
+        var c = Check(nameof(CopyAcross));
+        c.Tensor("dst", dst, src.DType);
+        c.That(!src.IsDisposed, $"src {src.Shape} was disposed");
+        c.SameShape("src", src, "dst", dst);
+        CopyAcrossCore(src, dst);
+    }
+
     /// <summary>Writes host bytes into dst (asynchronous on devices that can; the source is consumed before return).</summary>
     public void CopyFromHost(ReadOnlySpan<byte> src, Tensor dst)
     {
@@ -565,6 +580,8 @@ public abstract class Ops
     protected abstract void FillCore(Tensor dst, float value);
 
     protected abstract void CopyCore(Tensor src, Tensor dst);
+
+    protected abstract void CopyAcrossCore(Tensor src, Tensor dst);
 
     protected abstract void CopyFromHostCore(ReadOnlySpan<byte> src, Tensor dst);
 

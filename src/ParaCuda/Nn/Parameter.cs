@@ -19,7 +19,7 @@ public sealed class Parameter : Tensor
     public static Parameter Create(Shape shape, ReadOnlySpan<float> values, ComputeContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var p = new Parameter(context.Backend.Allocate(shape.NumElements * sizeof(float)), shape, context);
+        var p = new Parameter(context.Backend.Allocate(shape.NumElements * sizeof(float), context), shape, context);
         p.CopyFrom(values);
         return p;
     }

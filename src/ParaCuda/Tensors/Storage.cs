@@ -47,6 +47,15 @@ public abstract class Storage
         }
     }
 
+    /// <summary>
+    /// Notes that work ordered on <paramref name="context"/> uses this memory, so that a device backend does
+    /// not hand it to other work before that context is done with it (a stream-ordered free). Nothing to do
+    /// on the CPU, whose contexts run work as it is issued.
+    /// </summary>
+    internal virtual void UseOn(Backends.ComputeContext context)
+    {
+    }
+
     /// <summary>Returns the memory to its device (or to the backend's cache).</summary>
     protected abstract void Free();
 }

@@ -79,7 +79,7 @@ public partial class Tensor : IDisposable
     public static Tensor Empty(Shape shape, DType dtype = DType.Float32, ComputeContext? context = null)
     {
         var ctx = context ?? ComputeContext.Default;
-        var storage = ctx.Backend.Allocate(shape.NumElements * dtype.SizeInBytes());
+        var storage = ctx.Backend.Allocate(shape.NumElements * dtype.SizeInBytes(), ctx);
         return new Tensor(storage, 0, shape, shape.ContiguousStrides(), dtype, ctx);
     }
 
@@ -263,6 +263,7 @@ public partial class Tensor : IDisposable
 
         var storage = Storage;
         storage.AddRef();
+        storage.UseOn(context);
         return new Tensor(storage, Offset, Shape, _strides.ToArray(), DType, context);
     }
 

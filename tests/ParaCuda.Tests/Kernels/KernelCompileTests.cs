@@ -76,6 +76,15 @@ public class KernelCompileTests
     }
 
     [Test]
+    public void A_gpu_newer_than_nvrtc_gets_ptx_for_the_newest_architecture_nvrtc_knows()
+    {
+        var newest = Nvrtc.SupportedArchitectures.Max();
+        Assert.That(KernelCompiler.Target(80), Is.EqualTo((80, true)), "a known GPU gets its own cubin");
+        Assert.That(KernelCompiler.Target(newest + 10), Is.EqualTo((newest, false)), "an unknown newer GPU gets PTX the driver can finish");
+        Assert.That(() => KernelCompiler.Target(10), Throws.TypeOf<NvrtcException>().With.Message.Contains("sm_10"));
+    }
+
+    [Test]
     public void The_disk_cache_compiles_once_and_recompiles_an_edited_kernel()
     {
         var root = Directory.CreateTempSubdirectory("paracuda-cache-").FullName;
@@ -83,26 +92,29 @@ public class KernelCompileTests
         {
             var kernels = Directory.CreateDirectory(Path.Combine(root, "kernels")).FullName;
             File.WriteAllText(Path.Combine(kernels, "common.cuh"), KernelSources.Load().Headers["common.cuh"]);
-            File.WriteAllText(Path.Combine(kernels, "fill.cu"), "#include \"common.cuh\"\nextern \"C\" __global__ void fill(float* x) { x[threadIdx.x] = 1.0f; }\n");
+            File.WriteAllText(Path.Combine(kernels, "fill.cu"), "#include \"common.cuh\"\nextern \"C\" __global__ void fill(float* x) { x[threadIdx.x] = PC_HEAD_DIM; }\n");
             var cache = new KernelCache(Path.Combine(root, "cache"));
 
-            var first = cache.GetPtx(KernelSources.Load(kernels), "fill.cu", 80);
+            var first = cache.Get(KernelSources.Load(kernels), "fill.cu", 80);
             var reader = new KernelCache(cache.Directory);
-            var again = reader.GetPtx(KernelSources.Load(kernels), "fill.cu", 80);
-            var otherArchitecture = cache.GetPtx(KernelSources.Load(kernels), "fill.cu", 90);
+            var again = reader.Get(KernelSources.Load(kernels), "fill.cu", 80);
+            var otherArchitecture = cache.Get(KernelSources.Load(kernels), "fill.cu", 90);
+            var otherDefine = cache.Get(KernelSources.Load(kernels), "fill.cu", 80, ["PC_HEAD_DIM=32"]);
             File.WriteAllText(Path.Combine(kernels, "fill.cu"), "#include \"common.cuh\"\nextern \"C\" __global__ void fill(float* x) { x[threadIdx.x] = 2.0f; }\n");
-            var edited = cache.GetPtx(KernelSources.Load(kernels), "fill.cu", 80);
+            var edited = cache.Get(KernelSources.Load(kernels), "fill.cu", 80);
             File.WriteAllText(Path.Combine(kernels, "common.cuh"), KernelSources.Load().Headers["common.cuh"] + "\n// an edited header\n");
-            cache.GetPtx(KernelSources.Load(kernels), "fill.cu", 80);
+            cache.Get(KernelSources.Load(kernels), "fill.cu", 80);
 
             Assert.Multiple(() =>
             {
-                Assert.That(cache.Misses, Is.EqualTo(4), "first compile, sm_90, edited kernel, edited header");
-                Assert.That((reader.Hits, reader.Misses), Is.EqualTo((1, 0)), "a second cache over the same folder reads the PTX from disk");
-                Assert.That(again, Is.EqualTo(first));
-                Assert.That(otherArchitecture, Does.Contain(".target sm_90"));
-                Assert.That(edited, Is.Not.EqualTo(first));
-                Assert.That(Directory.GetFiles(cache.Directory, "*.ptx"), Has.Length.EqualTo(4));
+                Assert.That(cache.Misses, Is.EqualTo(5), "first compile, sm_90, another define, edited kernel, edited header");
+                Assert.That((reader.Hits, reader.Misses), Is.EqualTo((1, 0)), "a second cache over the same folder reads the cubin from disk");
+                Assert.That(first.IsCubin, Is.True, "NVRTC knows sm_80, so the GPU gets a cubin");
+                Assert.That(again.Image, Is.EqualTo(first.Image));
+                Assert.That(otherArchitecture.Image, Is.Not.EqualTo(first.Image));
+                Assert.That(otherDefine.Image, Is.Not.EqualTo(first.Image));
+                Assert.That(edited.Image, Is.Not.EqualTo(first.Image));
+                Assert.That(Directory.GetFiles(cache.Directory, "*.cubin"), Has.Length.EqualTo(5));
                 Assert.That(Directory.GetFiles(cache.Directory, "*.tmp"), Is.Empty);
             });
         }

@@ -31,7 +31,7 @@ public sealed class CpuBackend : Backend
 
     public override ComputeContext CreateContext(string name) => new CpuContext(this, name);
 
-    public override Storage Allocate(long bytes)
+    public override Storage Allocate(long bytes, ComputeContext context)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         return new CpuStorage(bytes);

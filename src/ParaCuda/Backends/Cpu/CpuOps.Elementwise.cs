@@ -60,6 +60,18 @@ internal sealed unsafe partial class CpuOps
         }
     }
 
+    protected override void CopyAcrossCore(Tensor src, Tensor dst)
+    {
+        if (src.Device == Device)
+        {
+            CopyCore(src, dst);
+            return;
+        }
+
+        using var contiguous = src.Contiguous();
+        src.Context.Ops.CopyToHost(contiguous, new Span<byte>((byte*)((CpuStorage)dst.Storage).Pointer + (dst.Offset * dst.DType.SizeInBytes()), checked((int)dst.ByteLength)));
+    }
+
     protected override void CopyFromHostCore(ReadOnlySpan<byte> src, Tensor dst) =>
         src.CopyTo(new Span<byte>((byte*)((CpuStorage)dst.Storage).Pointer + (dst.Offset * dst.DType.SizeInBytes()), src.Length));
 

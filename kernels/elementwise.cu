@@ -1,0 +1,49 @@
+// elementwise.cu: the op set's plain element-wise ops. Launch: grid-stride over n; block = 256.
+//
+//   add:          out[i] = a[i] + b[i]                 (out may alias a or b)
+//   scale:        out[i] = alpha · x[i]                (out may alias x)
+//   bias_rows:    c[r, j] = beta · c[r, j] + bias[j]   (beta = 0: bias[j], c's old contents unread, even NaN);
+//                 a GEMM's bias, put in place before cuBLAS accumulates the product onto c with beta = 1
+//   copy_strided: dst[i] = src[Σ_a index_a(i) · stride_a] for a view of rank ≤ 6 (the host pads the shape with
+//                 leading 1s), element i of dst in row-major order; 32-bit elements of any type
+#include "common.cuh"
+
+extern "C" __global__ void add(const float* a, const float* b, long long n, float* out)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        out[i] = a[i] + b[i];
+}
+
+extern "C" __global__ void scale(const float* x, float alpha, long long n, float* out)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        out[i] = alpha * x[i];
+}
+
+extern "C" __global__ void bias_rows(const float* __restrict__ bias, float beta, long long n, int cols, float* __restrict__ c)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        c[i] = beta == 0.0f ? bias[i % cols] : beta * c[i] + bias[i % cols];
+}
+
+extern "C" __global__ void copy_strided(
+    const unsigned int* __restrict__ src, long long n,
+    long long d0, long long d1, long long d2, long long d3, long long d4, long long d5,
+    long long s0, long long s1, long long s2, long long s3, long long s4, long long s5,
+    unsigned int* __restrict__ dst)
+{
+    const long long dims[6] = {d0, d1, d2, d3, d4, d5};
+    const long long strides[6] = {s0, s1, s2, s3, s4, s5};
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        long long rest = i;
+        long long offset = 0;
+#pragma unroll
+        for (int a = 5; a >= 0; --a)
+        {
+            offset += rest % dims[a] * strides[a];
+            rest /= dims[a];
+        }
+        dst[i] = src[offset];
+    }
+}

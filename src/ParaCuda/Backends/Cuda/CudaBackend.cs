@@ -1,0 +1,194 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using ParaCuda.Backends.Cuda.Emulator;
+using ParaCuda.Native;
+using ParaCuda.Tensors;
+
+namespace ParaCuda.Backends.Cuda;
+
+/// <summary>How float32 GEMMs run on the GPU.</summary>
+public enum GemmPrecision
+{
+    /// <summary>Strict float32 (the CUDA cores).</summary>
+    Fp32,
+
+    /// <summary>TF32 tensor cores with float32 accumulation (about 1e-3 relative): the default where the GPU has them.</summary>
+    Tf32,
+}
+
+/// <summary>
+/// The engine on one CUDA device, real (<see cref="DriverGpu"/>) or emulated (<see cref="EmulatedGpu"/>):
+/// contexts are non-blocking streams, memory comes from a stream-ordered caching allocator, ops are the
+/// kernels of kernels/ and cuBLAS GEMMs. Several backends may share one GPU (<c>--devices 0,0</c>): each is
+/// a logical device of its own, with its own memory, so the multi-device code paths run on one card.
+/// </summary>
+public sealed class CudaBackend : Backend
+{
+    private readonly bool _ownsGpu;
+    private readonly ConcurrentDictionary<(string File, string Kernel, string Defines), KernelFunction> _kernels = new();
+    private readonly ConcurrentDictionary<(string File, string Defines), nint> _modules = new();
+    private readonly ConcurrentBag<nint> _events = [];
+    private readonly List<CudaContext> _contexts = [];
+    private readonly CudaContext _default;
+    private bool _disposed;
+
+    private CudaBackend(IGpu gpu, int index, GemmPrecision precision, KernelSources sources, bool ownsGpu)
+    {
+        Gpu = gpu;
+        Index = index;
+        Precision = precision;
+        Sources = sources;
+        _ownsGpu = ownsGpu;
+        Device = Device.Cuda(index);
+        Allocator = new CachingAllocator(this);
+        _default = (CudaContext)CreateContext("main");
+    }
+
+    /// <summary>The GPU this backend drives.</summary>
+    public IGpu Gpu { get; }
+
+    /// <summary>The logical device number (cuda:N), which need not be the GPU's ordinal.</summary>
+    public int Index { get; }
+
+    public GemmPrecision Precision { get; }
+
+    public KernelSources Sources { get; }
+
+    public override Device Device { get; }
+
+    public override string Description
+    {
+        get
+        {
+            var p = Gpu.Properties;
+            return string.Create(CultureInfo.InvariantCulture, $"{Device}: {p.Name} (sm_{p.Architecture}, {p.Multiprocessors} SMs, {p.TotalMemory / (double)(1L << 30):F1} GiB), {p.Runtime}, {(Precision == GemmPrecision.Tf32 ? "TF32" : "FP32")} GEMMs");
+        }
+    }
+
+    public override ComputeContext DefaultContext => _default;
+
+    /// <summary>Whether the backend was disposed: its work has finished and its memory went with it.</summary>
+    public bool IsDisposed => Volatile.Read(ref _disposed);
+
+    /// <summary>Bytes in use and held, now and at their peak.</summary>
+    public MemoryStats Memory => Allocator.Stats;
+
+    internal CachingAllocator Allocator { get; }
+
+    /// <summary>
+    /// A backend on <paramref name="gpu"/>, as logical device cuda:<paramref name="index"/>. Precision defaults to
+    /// TF32 where the GPU has it. With <paramref name="ownsGpu"/> the GPU is disposed with the backend.
+    /// </summary>
+    public static CudaBackend Open(IGpu gpu, int index = 0, GemmPrecision? precision = null, KernelSources? sources = null, bool ownsGpu = true)
+    {
+        ArgumentNullException.ThrowIfNull(gpu);
+        var chosen = precision ?? (gpu.Properties.HasTf32 ? GemmPrecision.Tf32 : GemmPrecision.Fp32);
+        if (chosen == GemmPrecision.Tf32 && !gpu.Properties.HasTf32)
+        {
+            throw new ArgumentException($"{gpu.Properties.Name} (sm_{gpu.Properties.Architecture}) has no TF32 tensor cores; use fp32 precision", nameof(precision));
+        }
+
+        return new CudaBackend(gpu, index, chosen, sources ?? KernelSources.Load(), ownsGpu);
+    }
+
+    public override ComputeContext CreateContext(string name)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var context = new CudaContext(this, name);
+        lock (_contexts)
+        {
+            _contexts.Add(context);
+        }
+
+        return context;
+    }
+
+    public override Storage Allocate(long bytes, ComputeContext context)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        if (context is not CudaContext cuda || cuda.Cuda != this)
+        {
+            throw new ArgumentException($"memory of {Device} must be ordered on one of its own contexts, not {context}", nameof(context));
+        }
+
+        return new CudaStorage(this, Allocator.Allocate(bytes, cuda), bytes);
+    }
+
+    /// <summary>Waits for all work on every context of this backend.</summary>
+    public void Synchronize()
+    {
+        lock (_contexts)
+        {
+            foreach (var context in _contexts)
+            {
+                context.Synchronize();
+            }
+        }
+    }
+
+    /// <summary>Kernel <paramref name="kernel"/> of <paramref name="file"/>, compiled with <paramref name="defines"/> on first use.</summary>
+    internal KernelFunction Kernel(string file, string kernel, params string[] defines)
+    {
+        var key = (file, kernel, string.Join(' ', defines));
+        if (_kernels.TryGetValue(key, out var function))
+        {
+            return function;
+        }
+
+        lock (_modules)
+        {
+            var module = _modules.GetOrAdd((file, key.Item3), _ => Gpu.LoadModule(Sources, file, defines));
+            return _kernels.GetOrAdd(key, _ => new KernelFunction(Gpu.GetFunction(module, kernel), kernel));
+        }
+    }
+
+    /// <summary>An event handle from the pool (created without timing).</summary>
+    internal nint RentEvent() => _events.TryTake(out var e) ? e : Gpu.CreateEvent();
+
+    internal void ReturnEvent(nint e) => _events.Add(e);
+
+    protected override void Dispose(bool disposing)
+    {
+        if (_disposed || !disposing)
+        {
+            return;
+        }
+
+        _disposed = true;
+        // Best effort after a failure: a GPU in a sticky error state refuses every call, and there is nothing
+        // left to save by reporting that again from a dispose.
+        try
+        {
+            Synchronize();
+            Allocator.Dispose();
+            foreach (var context in _contexts)
+            {
+                context.Dispose();
+            }
+
+            while (_events.TryTake(out var e))
+            {
+                Gpu.DestroyEvent(e);
+            }
+        }
+        catch (CudaException)
+        {
+        }
+
+        if (_ownsGpu)
+        {
+            Gpu.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>A loaded kernel: the driver's handle and its name.</summary>
+internal readonly record struct KernelFunction(nint Handle, string Name);
+
+/// <summary>Device memory of one backend, now and at its peak: in use by tensors, and held from the driver (in use plus cached).</summary>
+public readonly record struct MemoryStats(long Allocated, long Reserved, long PeakAllocated, long PeakReserved);
+
+/// <summary>A request for device memory that the device could not meet even after the cache was emptied.</summary>
+public sealed class DeviceOutOfMemoryException(string message) : Exception(message);

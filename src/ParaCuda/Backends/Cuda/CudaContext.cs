@@ -1,0 +1,198 @@
+using ParaCuda.Tensors;
+
+namespace ParaCuda.Backends.Cuda;
+
+/// <summary>
+/// One CUDA stream (non-blocking) of a <see cref="CudaBackend"/>, with what work on it needs: its own op set,
+/// a cuBLAS handle bound to it, and a pinned staging ring for small uploads (kernel tables, host tensors).
+/// </summary>
+public sealed class CudaContext : ComputeContext, IDisposable
+{
+    private readonly CudaOps _ops;
+    private readonly Lazy<nint> _blas;
+    private readonly Lazy<HostStaging> _staging;
+
+    internal CudaContext(CudaBackend backend, string name)
+        : base(backend, name)
+    {
+        Cuda = backend;
+        Stream = backend.Gpu.CreateStream();
+        _ops = new CudaOps(this);
+        _blas = new Lazy<nint>(() => Gpu.CreateBlas(Stream));
+        _staging = new Lazy<HostStaging>(() => new HostStaging(this));
+    }
+
+    public override Ops Ops => _ops;
+
+    internal CudaBackend Cuda { get; }
+
+    internal IGpu Gpu => Cuda.Gpu;
+
+    internal nint Stream { get; }
+
+    internal nint Blas => _blas.Value;
+
+    public override ContextEvent RecordEvent()
+    {
+        var handle = Cuda.RentEvent();
+        Gpu.RecordEvent(handle, Stream);
+        return new CudaEvent(this, handle);
+    }
+
+    public override void Wait(ContextEvent e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        if (e is CudaEvent cuda)
+        {
+            Gpu.WaitEvent(Stream, cuda.Handle);
+        }
+        else if (!e.IsCompleted)
+        {
+            throw new ArgumentException($"{this} cannot wait for an event of another kind of device that is still pending", nameof(e));
+        }
+    }
+
+    public override void Synchronize() => Gpu.SynchronizeStream(Stream);
+
+    public void Dispose()
+    {
+        if (_staging.IsValueCreated)
+        {
+            _staging.Value.Dispose();
+        }
+
+        if (_blas.IsValueCreated)
+        {
+            Gpu.DestroyBlas(_blas.Value);
+        }
+
+        Gpu.DestroyStream(Stream);
+    }
+
+    /// <summary>Launches <paramref name="kernel"/> on this stream, packing the arguments as cuLaunchKernel reads them.</summary>
+    internal unsafe void Launch(KernelFunction kernel, Dim3 grid, Dim3 block, int sharedBytes, params ReadOnlySpan<KernelArgument> arguments)
+    {
+        var slots = stackalloc ulong[arguments.Length];
+        var pointers = stackalloc void*[arguments.Length];
+        KernelArgument.Pack(arguments, slots, pointers);
+        Gpu.Launch(kernel.Handle, grid, block, sharedBytes, Stream, pointers, arguments.Length);
+    }
+
+    /// <summary>Copies host bytes to <paramref name="destination"/> on this stream without waiting for the stream.</summary>
+    internal void Upload(ReadOnlySpan<byte> bytes, ulong destination) => _staging.Value.Copy(bytes, destination);
+
+    /// <summary>A device tensor holding <paramref name="values"/>, ordered on this stream (a kernel's table).</summary>
+    internal Tensor Table<T>(ReadOnlySpan<T> values)
+        where T : unmanaged
+    {
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values);
+        using var unscoped = TensorScope.Unscoped();
+        var table = Tensor.Empty(new Shape((bytes.Length + 3) / 4), DType.Int32, this);
+        Upload(bytes, ((CudaStorage)table.Storage).Pointer);
+        return table;
+    }
+
+    private sealed class CudaEvent(CudaContext owner, nint handle) : ContextEvent
+    {
+        private int _returned;
+
+        public nint Handle { get; } = handle;
+
+        public override bool IsCompleted => owner.Gpu.EventCompleted(Handle);
+
+        protected override void Dispose(bool disposing)
+        {
+            if (Interlocked.Exchange(ref _returned, 1) == 0)
+            {
+                owner.Cuda.ReturnEvent(Handle);
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+}
+
+/// <summary>
+/// A ring of pinned host memory through which a stream's small uploads travel: bytes are copied into the ring
+/// and an asynchronous copy takes them to the device, so the host never waits for the stream (a copy from
+/// pageable memory would wait for it to drain first). A region is written again only after the event recorded
+/// behind its last copy has completed.
+/// </summary>
+internal sealed unsafe class HostStaging : IDisposable
+{
+    private const long Capacity = 1L << 20;
+    private const long Alignment = 256;
+
+    private readonly CudaContext _context;
+    private readonly nint _ring;
+    private readonly Queue<(long Start, long End, nint Event)> _inFlight = new();
+    private long _head;
+
+    public HostStaging(CudaContext context)
+    {
+        _context = context;
+        _ring = context.Gpu.AllocatePinned(Capacity);
+    }
+
+    public void Copy(ReadOnlySpan<byte> bytes, ulong destination)
+    {
+        if (bytes.Length > Capacity)
+        {
+            fixed (byte* source = bytes)
+            {
+                _context.Gpu.CopyHostToDevice(destination, source, bytes.Length, _context.Stream);
+            }
+
+            return;
+        }
+
+        var size = (bytes.Length + Alignment - 1) / Alignment * Alignment;
+        if (_head + size > Capacity)
+        {
+            _head = 0;
+        }
+
+        Reclaim(_head, _head + size);
+        var slot = (byte*)_ring + _head;
+        bytes.CopyTo(new Span<byte>(slot, bytes.Length));
+        _context.Gpu.CopyHostToDevice(destination, slot, bytes.Length, _context.Stream);
+        var e = _context.Cuda.RentEvent();
+        _context.Gpu.RecordEvent(e, _context.Stream);
+        _inFlight.Enqueue((_head, _head + size, e));
+        _head += size;
+    }
+
+    public void Dispose()
+    {
+        Reclaim(0, Capacity);
+        _context.Gpu.FreePinned(_ring);
+    }
+
+    /// <summary>Waits for the copies still reading [start, end) and returns their events; finished ones are dropped on the way.</summary>
+    private void Reclaim(long start, long end)
+    {
+        var keep = new Queue<(long, long, nint)>();
+        while (_inFlight.TryDequeue(out var copy))
+        {
+            var overlaps = copy.Start < end && start < copy.End;
+            if (overlaps)
+            {
+                _context.Gpu.SynchronizeEvent(copy.Event);
+            }
+
+            if (overlaps || _context.Gpu.EventCompleted(copy.Event))
+            {
+                _context.Cuda.ReturnEvent(copy.Event);
+            }
+            else
+            {
+                keep.Enqueue(copy);
+            }
+        }
+
+        foreach (var copy in keep)
+        {
+            _inFlight.Enqueue(copy);
+        }
+    }
+}

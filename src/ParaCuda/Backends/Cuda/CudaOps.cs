@@ -1,0 +1,432 @@
+using ParaCuda.Backends.Cpu;
+using ParaCuda.Tensors;
+
+namespace ParaCuda.Backends.Cuda;
+
+/// <summary>
+/// The op set on one CUDA stream: each op is one or a few launches of the kernels in kernels/ (named in each
+/// file's header comment), or a cuBLAS GEMM, issued on the context's stream without waiting for it. Every
+/// tensor an op touches is noted as used by this stream, so the allocator does not reuse its memory before
+/// the stream is done with it. Temporaries (partial sums, kernel tables) are freed as soon as their
+/// launches are issued: a stream-ordered free.
+/// </summary>
+internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
+{
+    private const uint Threads = 256;
+    private const uint WarpsPerBlock = Threads / 32;
+    private const int RowsPerPartial = 64;
+    private const int MaxHeadDim = 256;
+    private const int BranchSumInputs = 8;
+
+    private CudaBackend Backend => context.Cuda;
+
+    protected override void FillCore(Tensor dst, float value)
+    {
+        var bits = dst.DType switch
+        {
+            DType.Float32 => BitConverter.SingleToUInt32Bits(value),
+            DType.Int32 => (uint)checked((int)value),
+            _ => throw Unsupported(nameof(Fill), dst),
+        };
+        context.Gpu.Fill32(P(dst), bits, dst.NumElements, context.Stream);
+    }
+
+    protected override void CopyCore(Tensor src, Tensor dst)
+    {
+        if (src.IsContiguous)
+        {
+            context.Gpu.CopyDeviceToDevice(P(dst), P(src), dst.ByteLength, context.Stream);
+            return;
+        }
+
+        if (src.DType.SizeInBytes() != 4 || src.Rank > 6)
+        {
+            throw new TensorOpException(nameof(Copy), $"a strided copy of {src.Describe()} needs 32-bit elements and rank ≤ 6 on the CUDA backend");
+        }
+
+        // Pad shape and strides with leading 1s to the kernel's six axes.
+        Span<long> dims = [1, 1, 1, 1, 1, 1];
+        Span<long> strides = [0, 0, 0, 0, 0, 0];
+        for (var a = 0; a < src.Rank; a++)
+        {
+            dims[6 - src.Rank + a] = src.Shape[a];
+            strides[6 - src.Rank + a] = src.Strides[a];
+        }
+
+        var n = dst.NumElements;
+        Run("elementwise.cu", "copy_strided", Grid(n), P(src), n, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], strides[0], strides[1], strides[2], strides[3], strides[4], strides[5], P(dst));
+    }
+
+    protected override void CopyAcrossCore(Tensor src, Tensor dst)
+    {
+        if (src.Storage is CpuStorage)
+        {
+            using var host = src.Contiguous();
+            CopyFromHostCore(new ReadOnlySpan<byte>((byte*)((CpuStorage)host.Storage).Pointer + (host.Offset * host.DType.SizeInBytes()), checked((int)host.ByteLength)), dst);
+            return;
+        }
+
+        using var contiguous = src.Contiguous();
+        context.WaitFor(src.Context);
+        var from = (CudaStorage)contiguous.Storage;
+        if (ReferenceEquals(from.Backend.Gpu, context.Gpu))
+        {
+            context.Gpu.CopyDeviceToDevice(P(dst), P(contiguous), dst.ByteLength, context.Stream);
+        }
+        else
+        {
+            context.Gpu.CopyPeer(P(dst), P(contiguous), from.Backend.Gpu, dst.ByteLength, context.Stream);
+        }
+    }
+
+    protected override void CopyFromHostCore(ReadOnlySpan<byte> src, Tensor dst) => context.Upload(src, P(dst));
+
+    protected override void CopyToHostCore(Tensor src, Span<byte> dst)
+    {
+        fixed (byte* d = dst)
+        {
+            context.Gpu.CopyDeviceToHost(d, P(src), dst.Length, context.Stream);
+        }
+    }
+
+    protected override void AddCore(Tensor a, Tensor b, Tensor output) =>
+        Run("elementwise.cu", "add", Grid(a.NumElements), P(a), P(b), a.NumElements, P(output));
+
+    protected override void ScaleCore(Tensor x, float alpha, Tensor output) =>
+        Run("elementwise.cu", "scale", Grid(x.NumElements), P(x), alpha, x.NumElements, P(output));
+
+    protected override void SumManyCore(IReadOnlyList<Tensor> xs, Tensor output)
+    {
+        var n = output.NumElements;
+        for (var first = 0; first < xs.Count; first += BranchSumInputs)
+        {
+            var count = Math.Min(BranchSumInputs, xs.Count - first);
+            ulong Input(int i) => i < count ? P(xs[first + i]) : 0;
+            Run("branch_sum.cu", "branch_sum", Grid(n), Input(0), Input(1), Input(2), Input(3), Input(4), Input(5), Input(6), Input(7), count, first > 0, n, P(output));
+        }
+    }
+
+    protected override void BiasGeluCore(Tensor x, Tensor? bias, Tensor y) =>
+        Run("bias_gelu_forward.cu", "bias_gelu_forward", Grid(x.NumElements), P(x), P(bias), x.NumElements, x.Shape[-1], P(y));
+
+    protected override void BiasGeluBackwardCore(Tensor x, Tensor? bias, Tensor dy, Tensor dx, GradOut dbias)
+    {
+        Run("bias_gelu_backward.cu", "bias_gelu_backward", Grid(x.NumElements), P(x), P(bias), P(dy), x.NumElements, x.Shape[-1], P(dx));
+        if (dbias.Tensor is not null)
+        {
+            ColumnSums(P(dx), Rows(dx), dx.Shape[-1], dx.Shape[-1], dbias);
+        }
+    }
+
+    protected override void DropoutCore(Tensor x, Tensor y, float p, ulong seed, ulong offset) =>
+        Run("dropout.cu", "dropout_forward", Grid((x.NumElements + 3) / 4), P(x), x.NumElements, p, seed, offset, P(y));
+
+    protected override void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
+    {
+        var (m, k) = transA ? (a.Shape[1], a.Shape[0]) : (a.Shape[0], a.Shape[1]);
+        var n = c.Shape[1];
+        if (bias is not null)
+        {
+            Run("elementwise.cu", "bias_rows", Grid(c.NumElements), P(bias), beta, c.NumElements, n, P(c));
+            beta = 1f;
+        }
+
+        Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[1], 0, P(b), b.Shape[1], 0, beta, P(c), 0, 1);
+    }
+
+    protected override void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta)
+    {
+        var (m, k) = transA ? (a.Shape[2], a.Shape[1]) : (a.Shape[1], a.Shape[2]);
+        var n = c.Shape[2];
+        Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[2], (long)a.Shape[1] * a.Shape[2], P(b), b.Shape[2], (long)b.Shape[1] * b.Shape[2], beta, P(c), (long)m * n, a.Shape[0]);
+    }
+
+    protected override void SumRowsCore(Tensor x, GradOut output) =>
+        ColumnSums(P(x), Rows(x), x.Shape[-1], x.Shape[-1], output);
+
+    protected override void LayerNormCore(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd)
+    {
+        var rows = Rows(x);
+        Run("layernorm_forward.cu", "layernorm_forward", Warps(rows), P(x), P(gamma), P(beta), eps, rows, x.Shape[-1], P(y), P(mean), P(rstd));
+    }
+
+    protected override void LayerNormBackwardCore(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, GradOut dx, GradOut dgamma, GradOut dbeta)
+    {
+        var (rows, cols) = (Rows(x), x.Shape[-1]);
+        if (dx.Tensor is not null)
+        {
+            Run("layernorm_backward.cu", "layernorm_backward_dx", Warps(rows), P(dy), P(x), P(gamma), P(mean), P(rstd), rows, cols, dx.Accumulate, P(dx.Tensor));
+        }
+
+        if (dgamma.Tensor is null && dbeta.Tensor is null)
+        {
+            return;
+        }
+
+        var blocks = PartialBlocks(rows, out var rowsPerBlock);
+        using var partialGamma = Temp((long)Math.Max(blocks, 1) * cols);
+        using var partialBeta = Temp((long)Math.Max(blocks, 1) * cols);
+        if (blocks > 0 && cols > 0)
+        {
+            context.Launch(
+                Backend.Kernel("layernorm_backward.cu", "layernorm_backward_params_partial"),
+                new Dim3((uint)((cols + 31) / 32), (uint)blocks),
+                new Dim3(32),
+                0,
+                P(dy), P(x), P(mean), P(rstd), rows, cols, rowsPerBlock, dgamma.Tensor is null ? 0UL : P(partialGamma), dbeta.Tensor is null ? 0UL : P(partialBeta));
+        }
+
+        FinishColumnSums(partialGamma, blocks, cols, dgamma);
+        FinishColumnSums(partialBeta, blocks, cols, dbeta);
+    }
+
+    protected override void AttentionCore(Tensor qkv, int heads, Tensor output, Tensor? lse)
+    {
+        var (b, t, headDim) = AttentionShape(qkv, heads);
+        Launch(Attention("attention_forward.cu", "attention_forward", headDim), Warps((long)b * heads * t), P(qkv), b, t, heads, P(output), P(lse));
+    }
+
+    protected override void AttentionBackwardCore(Tensor qkv, Tensor output, Tensor dOutput, Tensor? lse, int heads, Tensor dQkv)
+    {
+        var (b, t, headDim) = AttentionShape(qkv, heads);
+        var rows = (long)b * heads * t;
+        var grid = Warps(rows);
+        using var delta = Temp(Math.Max(rows, 1));
+        using var ownLse = lse is null ? Temp(Math.Max(rows, 1)) : null;
+        var lsePointer = P(lse ?? ownLse);
+        Launch(Attention("attention_backward.cu", "attention_backward_rows", headDim), grid, P(qkv), P(output), P(dOutput), b, t, heads, lse is null, lsePointer, P(delta));
+        Launch(Attention("attention_backward.cu", "attention_backward_dq", headDim), grid, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+        Launch(Attention("attention_backward.cu", "attention_backward_dkdv", headDim), grid, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+    }
+
+    protected override void CrossEntropyCore(Tensor logits, Tensor labels, Tensor losses) =>
+        Run("cross_entropy.cu", "cross_entropy_forward", Warps(logits.Shape[0]), P(logits), P(labels), logits.Shape[0], logits.Shape[1], P(losses));
+
+    protected override void CrossEntropyBackwardCore(Tensor logits, Tensor labels, Tensor dLoss, float scale, Tensor dLogits) =>
+        Run("cross_entropy.cu", "cross_entropy_backward", Warps(logits.Shape[0]), P(logits), P(labels), P(dLoss), scale, logits.Shape[0], logits.Shape[1], P(dLogits));
+
+    protected override void SumAllCore(Tensor x, Tensor output, float scale) => Sum([x], output, squares: false, scale);
+
+    protected override void ArgmaxRowsCore(Tensor x, Tensor indices) =>
+        Run("classify.cu", "argmax_rows", Grid(x.Shape[0]), P(x), x.Shape[0], x.Shape[1], P(indices));
+
+    protected override void CountCorrectCore(Tensor logits, Tensor labels, Tensor count)
+    {
+        context.Gpu.Fill32(P(count), 0, 1, context.Stream);
+        Run("classify.cu", "count_correct", Grid(logits.Shape[0]), P(logits), P(labels), logits.Shape[0], logits.Shape[1], P(count));
+    }
+
+    protected override void PatchifyCore(Tensor images, int patch, Tensor patches) =>
+        Run("patchify.cu", "patchify", Grid(patches.NumElements), P(images), images.Shape[0], images.Shape[1], images.Shape[2], images.Shape[3], patch, P(patches));
+
+    protected override void AssembleTokensCore(Tensor patchEmbeddings, Tensor cls, Tensor positions, Tensor tokens)
+    {
+        var (b, n, d) = (patchEmbeddings.Shape[0], patchEmbeddings.Shape[1], patchEmbeddings.Shape[2]);
+        Run("tokens.cu", "assemble_tokens", Grid(tokens.NumElements), P(patchEmbeddings), P(cls), P(positions), b, n, d, P(tokens));
+    }
+
+    protected override void AssembleTokensBackwardCore(Tensor dTokens, GradOut dPatchEmbeddings, GradOut dCls, GradOut dPositions)
+    {
+        var (b, t, d) = (dTokens.Shape[0], dTokens.Shape[1], dTokens.Shape[2]);
+        if (dPatchEmbeddings.Tensor is { } dEmb)
+        {
+            Run("tokens.cu", "assemble_tokens_backward_patches", Grid(dEmb.NumElements), P(dTokens), b, t - 1, d, dPatchEmbeddings.Accumulate, P(dEmb));
+        }
+
+        if (dCls.Tensor is not null)
+        {
+            ColumnSums(P(dTokens), b, d, (long)t * d, dCls);
+        }
+
+        if (dPositions.Tensor is not null)
+        {
+            ColumnSums(P(dTokens), b, t * d, (long)t * d, dPositions);
+        }
+    }
+
+    protected override void PoolTokensCore(Tensor x, Pooling mode, Tensor output) =>
+        Run("pool_tokens.cu", "pool_tokens_forward", Grid(output.NumElements), P(x), x.Shape[0], x.Shape[1], x.Shape[2], mode == Pooling.Mean, P(output));
+
+    protected override void PoolTokensBackwardCore(Tensor dOutput, Pooling mode, GradOut dx)
+    {
+        var t = dx.Tensor!;
+        Run("pool_tokens.cu", "pool_tokens_backward", Grid(t.NumElements), P(dOutput), t.Shape[0], t.Shape[1], t.Shape[2], mode == Pooling.Mean, dx.Accumulate, P(t));
+    }
+
+    protected override void GlobalNormCore(IReadOnlyList<Tensor> tensors, Tensor norm) => Sum(tensors, norm, squares: true, 1f);
+
+    protected override void ClipByNormCore(IReadOnlyList<Tensor> tensors, Tensor norm, float maxNorm)
+    {
+        using var table = Slices(tensors, out var blocks);
+        if (blocks > 0)
+        {
+            Run("reductions.cu", "scale_by_norm", new Dim3((uint)blocks), P(table), tensors.Count, KernelTables.ElementsPerBlock, P(norm), maxNorm);
+        }
+    }
+
+    protected override void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<long> steps)
+    {
+        var slices = new AdamSlice[parameters.Count];
+        var blocks = 0;
+        for (var t = 0; t < parameters.Count; t++)
+        {
+            // The bias corrections in double, as the CPU op computes them.
+            slices[t] = new AdamSlice
+            {
+                Param = P(parameters[t]),
+                Grad = P(grads[t]),
+                M = P(m[t]),
+                V = P(v[t]),
+                Count = parameters[t].NumElements,
+                StepSize = (float)(hp.LearningRate / (1.0 - Math.Pow(hp.Beta1, steps[t]))),
+                Bc2Sqrt = (float)Math.Sqrt(1.0 - Math.Pow(hp.Beta2, steps[t])),
+                FirstBlock = blocks,
+            };
+            blocks += KernelTables.Blocks(parameters[t].NumElements);
+        }
+
+        if (blocks == 0)
+        {
+            return;
+        }
+
+        var decay = hp.DecoupledWeightDecay ? 1f - (hp.LearningRate * hp.WeightDecay) : 1f;
+        var l2 = hp.DecoupledWeightDecay ? 0f : hp.WeightDecay;
+        using var table = context.Table<AdamSlice>(slices);
+        Run("adam.cu", "adam_update", new Dim3((uint)blocks), P(table), parameters.Count, KernelTables.ElementsPerBlock, hp.Beta1, hp.Beta2, hp.Epsilon, decay, l2);
+    }
+
+    private static TensorOpException Unsupported(string op, Tensor t) => new(op, $"{t.DType} is not supported on the CUDA backend yet");
+
+    private static int Rows(Tensor t) => t.Shape[-1] == 0 ? 0 : checked((int)(t.NumElements / t.Shape[-1]));
+
+    /// <summary>One warp per row, eight rows a block.</summary>
+    private static Dim3 Warps(long rows) => new((uint)Math.Max(1, (rows + WarpsPerBlock - 1) / WarpsPerBlock));
+
+    /// <summary>Blocks of rows for the two-step column sums: 64 rows each, more when the grid's y limit requires.</summary>
+    private static int PartialBlocks(int rows, out int rowsPerBlock)
+    {
+        rowsPerBlock = Math.Max(RowsPerPartial, (rows + 65534) / 65535);
+        return (rows + rowsPerBlock - 1) / rowsPerBlock;
+    }
+
+    private static (int B, int T, int HeadDim) AttentionShape(Tensor qkv, int heads)
+    {
+        var headDim = qkv.Shape[2] / 3 / heads;
+        if (headDim > MaxHeadDim)
+        {
+            throw new TensorOpException(nameof(Attention), $"head dim {headDim} is above the CUDA attention kernels' limit of {MaxHeadDim}; use more heads or the CPU");
+        }
+
+        return (qkv.Shape[0], qkv.Shape[1], headDim);
+    }
+
+    /// <summary>The address of a tensor's first element; notes the use by this stream. Null stays 0.</summary>
+    private ulong P(Tensor? t)
+    {
+        if (t is null)
+        {
+            return 0;
+        }
+
+        var storage = (CudaStorage)t.Storage;
+        storage.UseOn(context);
+        return storage.Pointer + (ulong)(t.Offset * t.DType.SizeInBytes());
+    }
+
+    /// <summary>Grid-stride launches: enough blocks to cover n, at most 32 per multiprocessor.</summary>
+    private Dim3 Grid(long n) => new((uint)Math.Clamp((n + Threads - 1) / Threads, 1, 32L * context.Gpu.Properties.Multiprocessors));
+
+    private Tensor Temp(long elements)
+    {
+        using var unscoped = TensorScope.Unscoped();
+        return Tensor.Empty(new Shape(checked((int)elements)), DType.Float32, context);
+    }
+
+    private KernelFunction Attention(string file, string kernel, int headDim) =>
+        Backend.Kernel(file, kernel, $"PC_HEAD_DIM={headDim}");
+
+    private void Run(string file, string kernel, Dim3 grid, params ReadOnlySpan<KernelArgument> arguments) =>
+        context.Launch(Backend.Kernel(file, kernel), grid, new Dim3(Threads), 0, arguments);
+
+    private void Launch(KernelFunction kernel, Dim3 grid, params ReadOnlySpan<KernelArgument> arguments) =>
+        context.Launch(kernel, grid, new Dim3(Threads), 0, arguments);
+
+    /// <summary>
+    /// Row-major C = op(A)·op(B) through column-major cuBLAS: row-major X is column-major Xᵀ, so the call
+    /// computes Cᵀ = op(B)ᵀ·op(A)ᵀ, swapping the operands and their leading dimensions.
+    /// </summary>
+    private void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta, ulong c, long strideC, int batch) =>
+        context.Gpu.Gemm(context.Blas, new GemmCall(
+            TransA: transB,
+            TransB: transA,
+            M: n,
+            N: m,
+            K: k,
+            Alpha: alpha,
+            A: b,
+            Lda: Math.Max(ldb, 1),
+            StrideA: strideB,
+            B: a,
+            Ldb: Math.Max(lda, 1),
+            StrideB: strideA,
+            Beta: beta,
+            C: c,
+            Ldc: Math.Max(n, 1),
+            StrideC: strideC,
+            Batch: batch,
+            Tf32: Backend.Precision == GemmPrecision.Tf32));
+
+    /// <summary>out (+)= the column sums of the [rows, cols] matrix at <paramref name="x"/> whose rows are <paramref name="stride"/> floats apart.</summary>
+    private void ColumnSums(ulong x, int rows, int cols, long stride, GradOut output)
+    {
+        if (cols == 0)
+        {
+            return;
+        }
+
+        var blocks = PartialBlocks(rows, out var rowsPerBlock);
+        using var partial = Temp((long)Math.Max(blocks, 1) * cols);
+        if (blocks > 0)
+        {
+            context.Launch(Backend.Kernel("reductions.cu", "sum_rows_partial"), new Dim3((uint)((cols + 31) / 32), (uint)blocks), new Dim3(32), 0, x, rows, cols, stride, rowsPerBlock, P(partial));
+        }
+
+        FinishColumnSums(partial, blocks, cols, output);
+    }
+
+    private void FinishColumnSums(Tensor partial, int blocks, int cols, GradOut output)
+    {
+        if (output.Tensor is { } target && cols > 0)
+        {
+            Run("reductions.cu", "sum_rows_finish", new Dim3((uint)((cols + Threads - 1) / Threads)), P(partial), blocks, cols, output.Accumulate, P(target));
+        }
+    }
+
+    /// <summary>A device table describing <paramref name="tensors"/> for the multi-tensor kernels, and the blocks a launch over them needs.</summary>
+    private Tensor Slices(IReadOnlyList<Tensor> tensors, out int blocks)
+    {
+        var slices = new TensorSlice[tensors.Count];
+        blocks = 0;
+        for (var i = 0; i < tensors.Count; i++)
+        {
+            slices[i] = new TensorSlice { Data = P(tensors[i]), Count = tensors[i].NumElements, FirstBlock = blocks };
+            blocks += KernelTables.Blocks(tensors[i].NumElements);
+        }
+
+        return context.Table<TensorSlice>(slices);
+    }
+
+    /// <summary>out[0] = scale · Σ x (or √Σ x² with <paramref name="squares"/>) over all tensors, deterministically.</summary>
+    private void Sum(IReadOnlyList<Tensor> tensors, Tensor output, bool squares, float scale)
+    {
+        using var table = Slices(tensors, out var blocks);
+        using var partial = Temp(Math.Max(blocks, 1));
+        if (blocks > 0)
+        {
+            Run("reductions.cu", "sum_partial", new Dim3((uint)blocks), P(table), tensors.Count, KernelTables.ElementsPerBlock, squares, P(partial));
+        }
+
+        Run("reductions.cu", "sum_finish", new Dim3(1), P(partial), blocks, scale, squares, P(output));
+    }
+}

@@ -1,0 +1,107 @@
+namespace ParaCuda.Backends.Cuda.Emulator;
+
+/// <summary>
+/// cuBLAS's strided-batched GEMM computed on the CPU with double accumulation, in cuBLAS's terms (column-major,
+/// transposes, leading dimensions, batch strides, alpha/beta with C not read when beta is 0), so the
+/// backend's mapping of row-major tensors onto cuBLAS is what gets checked. In TF32 mode the inputs are first
+/// rounded to TF32 (10 mantissa bits), as the tensor cores read them.
+/// </summary>
+internal static unsafe class ReferenceBlas
+{
+    /// <summary>What cuBLAS would refuse with CUBLAS_STATUS_INVALID_VALUE, or null.</summary>
+    public static string? Problem(in GemmCall c)
+    {
+        if (c.M < 0 || c.N < 0 || c.K < 0 || c.Batch < 0)
+        {
+            return "negative size";
+        }
+
+        if (c.Lda < Math.Max(1, c.TransA ? c.K : c.M))
+        {
+            return $"lda {c.Lda} < {Math.Max(1, c.TransA ? c.K : c.M)}";
+        }
+
+        if (c.Ldb < Math.Max(1, c.TransB ? c.N : c.K))
+        {
+            return $"ldb {c.Ldb} < {Math.Max(1, c.TransB ? c.N : c.K)}";
+        }
+
+        return c.Ldc < Math.Max(1, c.M) ? $"ldc {c.Ldc} < {Math.Max(1, c.M)}" : null;
+    }
+
+    /// <summary>Bytes from the first element of operand A, B or C that the call reads or writes (0 when it touches none).</summary>
+    public static long Extent(in GemmCall c, char operand)
+    {
+        if (c.Batch == 0 || c.M == 0 || c.N == 0)
+        {
+            return 0;
+        }
+
+        var (rows, cols, ld, stride) = operand switch
+        {
+            'A' => (c.TransA ? c.K : c.M, c.TransA ? c.M : c.K, c.Lda, c.StrideA),
+            'B' => (c.TransB ? c.N : c.K, c.TransB ? c.K : c.N, c.Ldb, c.StrideB),
+            _ => (c.M, c.N, c.Ldc, c.StrideC),
+        };
+        return rows == 0 || cols == 0 ? 0 : ((((c.Batch - 1) * stride) + ((long)(cols - 1) * ld) + rows) * sizeof(float));
+    }
+
+    public static void Run(GemmCall c)
+    {
+        for (var b = 0; b < c.Batch; b++)
+        {
+            var a = (float*)c.A + (b * c.StrideA);
+            var bm = (float*)c.B + (b * c.StrideB);
+            var cm = (float*)c.C + (b * c.StrideC);
+            // op(A) by rows and op(B) by columns, so every dot product runs over contiguous memory.
+            var opA = new double[(long)c.M * c.K];
+            var opB = new double[(long)c.N * c.K];
+            for (var i = 0; i < c.M; i++)
+            {
+                for (var l = 0; l < c.K; l++)
+                {
+                    opA[((long)i * c.K) + l] = Input(c.TransA ? a[l + ((long)i * c.Lda)] : a[i + ((long)l * c.Lda)], c.Tf32);
+                }
+            }
+
+            for (var j = 0; j < c.N; j++)
+            {
+                for (var l = 0; l < c.K; l++)
+                {
+                    opB[((long)j * c.K) + l] = Input(c.TransB ? bm[j + ((long)l * c.Ldb)] : bm[l + ((long)j * c.Ldb)], c.Tf32);
+                }
+            }
+
+            var call = c;
+            var work = (double)c.M * c.N * c.K;
+            Parallel.For(0, c.N, new ParallelOptions { MaxDegreeOfParallelism = work > 1e6 ? Environment.ProcessorCount : 1 }, j =>
+            {
+                var column = new ReadOnlySpan<double>(opB, j * call.K, call.K);
+                for (var i = 0; i < call.M; i++)
+                {
+                    var row = new ReadOnlySpan<double>(opA, i * call.K, call.K);
+                    var sum = 0.0;
+                    for (var l = 0; l < row.Length; l++)
+                    {
+                        sum += row[l] * column[l];
+                    }
+
+                    var target = cm + i + ((long)j * call.Ldc);
+                    *target = (float)((call.Alpha * sum) + (call.Beta == 0f ? 0.0 : call.Beta * (double)*target));
+                }
+            });
+        }
+    }
+
+    /// <summary>x as the GEMM reads it: unchanged, or rounded to TF32 (to nearest, ties away from zero).</summary>
+    private static double Input(float x, bool tf32)
+    {
+        if (!tf32 || !float.IsFinite(x))
+        {
+            return x;
+        }
+
+        var bits = BitConverter.SingleToUInt32Bits(x);
+        return BitConverter.UInt32BitsToSingle((bits + 0x1000u) & 0xFFFFE000u);
+    }
+}
