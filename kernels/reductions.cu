@@ -6,10 +6,12 @@
 // sum_rows_finish: out[c] = (accumulate ? out[c] : 0) + Σ_b partial[b, c], b in increasing order.
 //   Used for bias gradients (SumRows), dγ/dβ of LayerNorm, dbias of bias+GELU, dcls and dpos of the tokens.
 //   Block = 256 threads, one column each; grid = ceil(C/256).
-// sum_partial / sum_finish: Σ x (SumAll, times scale) or √Σ x² (GlobalNorm) over one or many tensors, one
-//   launch each: block b of the partial kernel covers elements [b·E, (b+1)·E) of the tensor whose block
-//   range holds b (see slice_of_block in common.cuh) and writes one partial; the finish kernel (one block)
-//   adds the partials in block order. Block = 256 threads.
+// sum_partial / sum_finish: Σ x or Σ x² over one or many tensors, one launch each: block b of the partial
+//   kernel covers elements [b·E, (b+1)·E) of the tensor whose block range holds b (see slice_of_block in
+//   common.cuh) and writes one partial; the finish kernel (one block) adds the partials in block order and
+//   writes scale·Σ or √Σ (SumAll). Block = 256 threads.
+// sum_slices_finish: each tensor's own total, *out of its slice = Σ of its blocks' partials in order, one
+//   thread per tensor (SumOfSquares): a tensor's sum is the same whichever tensors share the launch.
 // scale_by_norm: every tensor x *= min(1, max_norm / (norm + 1e-6)), reading norm on the device so
 //   clipping needs no host round trip (ClipByNorm). Same block layout as sum_partial.
 #include "common.cuh"
@@ -38,13 +40,15 @@ extern "C" __global__ void sum_rows_finish(const float* __restrict__ partial, in
     out[c] = sum;
 }
 
-// One tensor of a multi-tensor launch: its data, its length and the first block that works on it.
+// One tensor of a multi-tensor launch: its data, its length, the first block that works on it, and where
+// sum_slices_finish puts its total (unused by the other kernels).
 struct TensorSlice
 {
     float* data;
     long long count;
     int first_block;
     int pad;
+    float* out;
 };
 
 extern "C" __global__ void sum_partial(const TensorSlice* __restrict__ slices, int tensors, long long elements_per_block, int squares, float* __restrict__ partial)
@@ -69,6 +73,18 @@ extern "C" __global__ void sum_finish(const float* __restrict__ partial, int blo
     sum = block_sum(sum);
     if (threadIdx.x == 0)
         out[0] = square_root ? sqrtf(sum) : sum * scale;
+}
+
+extern "C" __global__ void sum_slices_finish(const float* __restrict__ partial, const TensorSlice* __restrict__ slices, int tensors, int blocks)
+{
+    for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < tensors; t += gridDim.x * blockDim.x)
+    {
+        const int last = t + 1 < tensors ? slices[t + 1].first_block : blocks;
+        float sum = 0.0f;
+        for (int b = slices[t].first_block; b < last; ++b)
+            sum += partial[b];
+        *slices[t].out = sum;
+    }
 }
 
 extern "C" __global__ void scale_by_norm(const TensorSlice* __restrict__ slices, int tensors, long long elements_per_block, const float* __restrict__ norm, float max_norm)

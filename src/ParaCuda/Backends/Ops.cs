@@ -397,8 +397,8 @@ public abstract class Ops
         CrossEntropyBackwardCore(logits, labels, dLoss, scale, dLogits);
     }
 
-    /// <summary>out[0] = scale · Σ x.</summary>
-    public void SumAll(Tensor x, Tensor output, float scale = 1f)
+    /// <summary>out[0] = scale · Σ x, or √(Σ x) with <paramref name="squareRoot"/> (a norm from summed squares).</summary>
+    public void SumAll(Tensor x, Tensor output, float scale = 1f, bool squareRoot = false)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(output);
@@ -406,7 +406,7 @@ public abstract class Ops
         c.Tensor("x", x);
         c.Tensor("out", output);
         c.That(output.NumElements == 1, $"out must have one element, got {output.Shape}");
-        SumAllCore(x, output, scale);
+        SumAllCore(x, output, scale, squareRoot);
     }
 
     /// <summary>indices[i] = argmax_j x[i, j] (the first maximum), as Int32.</summary>
@@ -512,7 +512,30 @@ public abstract class Ops
 
     // ---------------------------------------------------------------- optimizer
 
-    /// <summary>norm[0] = sqrt(Σ_t Σ_i t[i]²) over all tensors (the global gradient norm).</summary>
+    /// <summary>
+    /// outputs[i][0] = Σ_j tensors[i][j]², each tensor summed on its own in a fixed order, so its sum does not
+    /// depend on the other tensors of the call: gradients spread over devices sum to what they sum to on one.
+    /// </summary>
+    public void SumOfSquares(IReadOnlyList<Tensor> tensors, IReadOnlyList<Tensor> outputs)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(outputs);
+        var c = Check(nameof(SumOfSquares));
+        CheckTensorList(c, "tensors", tensors);
+        CheckTensorList(c, "outputs", outputs);
+        c.That(outputs.Count == tensors.Count, $"{tensors.Count} tensors but {outputs.Count} outputs");
+        for (var i = 0; i < outputs.Count; i++)
+        {
+            c.That(outputs[i].NumElements == 1, $"outputs[{i}] must have one element, got {outputs[i].Shape}");
+        }
+
+        SumOfSquaresCore(tensors, outputs);
+    }
+
+    /// <summary>
+    /// norm[0] = √(Σ_t Σ_i t[i]²) over all tensors (the global gradient norm): each tensor's sum of squares
+    /// (<see cref="SumOfSquares"/>), then the root of their sum in tensor order.
+    /// </summary>
     public void GlobalNorm(IReadOnlyList<Tensor> tensors, Tensor norm)
     {
         ArgumentNullException.ThrowIfNull(tensors);
@@ -521,7 +544,15 @@ public abstract class Ops
         CheckTensorList(c, "tensors", tensors);
         c.Tensor("norm", norm);
         c.That(norm.NumElements == 1, $"norm must have one element, got {norm.Shape}");
-        GlobalNormCore(tensors, norm);
+        using var unscoped = TensorScope.Unscoped();
+        using var sums = Tensor.Empty(new Shape(tensors.Count), DType.Float32, norm.Context);
+        var slots = Enumerable.Range(0, tensors.Count).Select(i => sums.NarrowView(i, 1)).ToList();
+        SumOfSquares(tensors, slots);
+        SumAll(sums, norm, squareRoot: true);
+        foreach (var slot in slots)
+        {
+            slot.Dispose();
+        }
     }
 
     /// <summary>Scales every tensor in place by min(1, maxNorm / (norm[0] + 1e-6)), as torch.nn.utils.clip_grad_norm_.</summary>
@@ -617,7 +648,7 @@ public abstract class Ops
 
     protected abstract void CrossEntropyBackwardCore(Tensor logits, Tensor labels, Tensor dLoss, float scale, Tensor dLogits);
 
-    protected abstract void SumAllCore(Tensor x, Tensor output, float scale);
+    protected abstract void SumAllCore(Tensor x, Tensor output, float scale, bool squareRoot);
 
     protected abstract void ArgmaxRowsCore(Tensor x, Tensor indices);
 
@@ -633,7 +664,7 @@ public abstract class Ops
 
     protected abstract void PoolTokensBackwardCore(Tensor dOutput, Pooling mode, GradOut dx);
 
-    protected abstract void GlobalNormCore(IReadOnlyList<Tensor> tensors, Tensor norm);
+    protected abstract void SumOfSquaresCore(IReadOnlyList<Tensor> tensors, IReadOnlyList<Tensor> outputs);
 
     protected abstract void ClipByNormCore(IReadOnlyList<Tensor> tensors, Tensor norm, float maxNorm);
 

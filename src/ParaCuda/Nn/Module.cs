@@ -183,19 +183,10 @@ public abstract class Module : IDisposable
 
     private static void CopyInto(Tensor source, Parameter destination)
     {
-        if (ReferenceEquals(source, destination))
+        if (!ReferenceEquals(source, destination))
         {
-            return;
+            destination.Context.Ops.CopyAcross(source, destination);
         }
-
-        if (source.Device == destination.Device)
-        {
-            destination.Context.WaitFor(source.Context);
-            destination.Context.Ops.Copy(source, destination);
-            return;
-        }
-
-        destination.CopyFrom<float>(source.ToArray<float>());
     }
 
     private void CheckName(string name)

@@ -1,3 +1,4 @@
+using ParaCuda.Autograd;
 using ParaCuda.Backends;
 using ParaCuda.Nn;
 using ParaCuda.Tensors;
@@ -7,8 +8,9 @@ namespace ParaCuda.Optim;
 /// <summary>
 /// Adam (or AdamW with decoupled weight decay) over a fixed list of parameters, with PyTorch's
 /// semantics: parameters without a gradient are skipped and keep their own step count. Moments are
-/// allocated up front, next to each parameter. Updates are issued on one context after it has waited
-/// for every context that produced a gradient.
+/// allocated up front, next to each parameter. Each device's parameters are updated on that device, in one
+/// launch issued on one of its contexts (the context of its first parameter) after it has waited for every
+/// context that produced a gradient there; gradient clipping combines the norms of all devices.
 /// </summary>
 public sealed class Adam : IDisposable
 {
@@ -16,7 +18,9 @@ public sealed class Adam : IDisposable
     private readonly Tensor[] _m;
     private readonly Tensor[] _v;
     private readonly long[] _steps;
-    private readonly ComputeContext _context;
+
+    /// <summary>Per device, the context its updates are issued on; the first is where the global norm is combined.</summary>
+    private readonly Dictionary<Device, ComputeContext> _contexts = [];
 
     public Adam(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamParameters hyper)
     {
@@ -28,7 +32,11 @@ public sealed class Adam : IDisposable
         }
 
         Hyper = hyper;
-        _context = _parameters[0].Parameter.Context;
+        foreach (var (_, p) in _parameters)
+        {
+            _contexts.TryAdd(p.Device, p.Context);
+        }
+
         _m = new Tensor[_parameters.Length];
         _v = new Tensor[_parameters.Length];
         _steps = new long[_parameters.Length];
@@ -48,26 +56,41 @@ public sealed class Adam : IDisposable
     /// <summary>One update of every parameter that has a gradient.</summary>
     public void Step()
     {
-        var (ps, gs, ms, vs, steps) = (new List<Tensor>(), new List<Tensor>(), new List<Tensor>(), new List<Tensor>(), new List<long>());
-        for (var i = 0; i < _parameters.Length; i++)
+        foreach (var (device, context) in _contexts)
         {
-            var p = _parameters[i].Parameter;
-            if (p.Grad is not { } g)
+            var (ps, gs, ms, vs, steps) = (new List<Tensor>(), new List<Tensor>(), new List<Tensor>(), new List<Tensor>(), new List<long>());
+            var waited = new HashSet<ComputeContext>(ReferenceEqualityComparer.Instance);
+            for (var i = 0; i < _parameters.Length; i++)
             {
-                continue;
+                var p = _parameters[i].Parameter;
+                if (p.Device != device || p.Grad is not { } g)
+                {
+                    continue;
+                }
+
+                if (waited.Add(p.Context))
+                {
+                    context.WaitFor(p.Context);
+                }
+
+                ps.Add(p);
+                gs.Add(g);
+                ms.Add(_m[i]);
+                vs.Add(_v[i]);
+                steps.Add(++_steps[i]);
             }
 
-            _context.WaitFor(p.Context);
-            ps.Add(p);
-            gs.Add(g);
-            ms.Add(_m[i]);
-            vs.Add(_v[i]);
-            steps.Add(++_steps[i]);
-        }
+            if (ps.Count > 0)
+            {
+                context.Ops.AdamUpdate(ps, gs, ms, vs, Hyper, steps);
+            }
 
-        if (ps.Count > 0)
-        {
-            _context.Ops.AdamUpdate(ps, gs, ms, vs, Hyper, steps);
+            // The next step's work on each parameter's own context (its branch's stream) reads the updated
+            // values and writes the gradients the update read: it waits for the update.
+            foreach (var owner in waited.Where(c => !ReferenceEquals(c, context)))
+            {
+                owner.WaitFor(context);
+            }
         }
     }
 
@@ -77,19 +100,51 @@ public sealed class Adam : IDisposable
     /// </summary>
     public Tensor ClipGradNorm(float maxNorm)
     {
-        var grads = new List<Tensor>();
-        foreach (var (_, p) in _parameters)
+        var withGrad = _parameters.Select(e => e.Parameter).Where(p => p.Grad is not null).ToList();
+        var main = _contexts.Values.First();
+
+        // Each gradient's sum of squares lands in its own slot of a buffer ordered as the parameters are, on
+        // its own device (zeros elsewhere); the buffers meet on the first device, where adding them fills every
+        // slot exactly. The norm is then the same number however the parameters are spread over devices.
+        Tensor? total = null;
+        foreach (var (device, context) in _contexts)
         {
-            if (p.Grad is { } g)
+            var slots = Tensor.Zeros(new Shape(withGrad.Count), DType.Float32, context);
+            var (grads, outputs) = (new List<Tensor>(), new List<Tensor>());
+            var waited = new HashSet<ComputeContext>(ReferenceEqualityComparer.Instance);
+            for (var i = 0; i < withGrad.Count; i++)
             {
-                _context.WaitFor(p.Context);
-                grads.Add(g);
+                var p = withGrad[i];
+                if (p.Device == device)
+                {
+                    if (waited.Add(p.Context))
+                    {
+                        context.WaitFor(p.Context);
+                    }
+
+                    grads.Add(p.Grad!);
+                    outputs.Add(slots.NarrowView(i, 1));
+                }
+            }
+
+            context.Ops.SumOfSquares(grads, outputs);
+            if (total is null)
+            {
+                total = slots;
+            }
+            else
+            {
+                main.Ops.Add(total, F.Transfer(slots, main), total);
             }
         }
 
-        var norm = Tensor.Empty(new Shape(1), DType.Float32, _context);
-        _context.Ops.GlobalNorm(grads, norm);
-        _context.Ops.ClipByNorm(grads, norm, maxNorm);
+        var norm = Tensor.Empty(new Shape(1), DType.Float32, main);
+        main.Ops.SumAll(total!, norm, squareRoot: true);
+        foreach (var (device, context) in _contexts)
+        {
+            context.Ops.ClipByNorm(withGrad.Where(p => p.Device == device).Select(p => p.Grad!).ToList(), F.Transfer(norm, context), maxNorm);
+        }
+
         return norm;
     }
 
@@ -138,8 +193,8 @@ public sealed class Adam : IDisposable
 
         for (var i = 0; i < _parameters.Length; i++)
         {
-            _context.Ops.Copy(moments[$"m.{_parameters[i].Name}"], _m[i]);
-            _context.Ops.Copy(moments[$"v.{_parameters[i].Name}"], _v[i]);
+            _m[i].Context.Ops.CopyAcross(moments[$"m.{_parameters[i].Name}"], _m[i]);
+            _v[i].Context.Ops.CopyAcross(moments[$"v.{_parameters[i].Name}"], _v[i]);
             _steps[i] = steps[i];
         }
     }

@@ -16,11 +16,16 @@ public static class Evaluation
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
         var prefixes = model.Prefixes;
-        var loss = new double[prefixes];
-        var correct = new long[prefixes];
+        using var loader = new DataLoader(data, batchSize, transform, shuffle: false, seed: 0);
+        // Each batch's loss and correct count per k land on the device and are read once at the end, so the
+        // host never waits for a batch.
+        var slots = loader.BatchesPerEpoch * prefixes;
+        var counts = new int[loader.BatchesPerEpoch];
+        using var unscoped = TensorScope.Unscoped();
+        using var losses = Tensor.Zeros(new Shape(Math.Max(slots, 1)), DType.Float32, model.Context);
+        using var corrects = Tensor.Zeros(new Shape(Math.Max(slots, 1)), DType.Int32, model.Context);
         using (model.InferenceMode())
         {
-            using var loader = new DataLoader(data, batchSize, transform, shuffle: false, seed: 0);
             foreach (var batch in loader.Epoch(0, ct: ct))
             {
                 using var scope = TensorScope.Begin();
@@ -28,9 +33,24 @@ public static class Evaluation
                 var logits = model.ForwardAllPrefixes(images);
                 for (var k = 0; k < prefixes; k++)
                 {
-                    loss[k] += F.CrossEntropy(logits[k], labels).Item() * batch.Count;
-                    correct[k] += CountCorrect(logits[k], labels);
+                    var slot = (batch.Index * prefixes) + k;
+                    model.Context.Ops.CopyAcross(F.CrossEntropy(logits[k], labels), losses.NarrowView(slot, 1));
+                    model.Context.Ops.CountCorrect(logits[k], labels, corrects.NarrowView(slot, 1));
                 }
+
+                counts[batch.Index] = batch.Count;
+            }
+        }
+
+        var (lossValues, correctValues) = (losses.ToArray<float>(), corrects.ToArray<int>());
+        var loss = new double[prefixes];
+        var correct = new long[prefixes];
+        for (var b = 0; b < counts.Length; b++)
+        {
+            for (var k = 0; k < prefixes; k++)
+            {
+                loss[k] += (double)lossValues[(b * prefixes) + k] * counts[b];
+                correct[k] += correctValues[(b * prefixes) + k];
             }
         }
 

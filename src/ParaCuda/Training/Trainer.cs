@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using ParaCuda.Autograd;
 using ParaCuda.Backends;
 using ParaCuda.Data;
 using ParaCuda.Models;
@@ -51,6 +50,7 @@ public sealed class Trainer : IDisposable
     private readonly ITrainingObserver? _observer;
     private readonly Schedule _schedule;
     private readonly Adam _optimizer;
+    private readonly TrainingStep _step;
     private readonly DataLoader _loader;
 
     public Trainer(VisionModel model, TrainOptions options, TrainData data, string outDirectory, ITrainingObserver? observer = null)
@@ -71,6 +71,7 @@ public sealed class Trainer : IDisposable
         _schedule = Schedule.Create(options.Schedule, options.Stages, options.FreezeEarlier);
         var adamw = options.Optimizer == "adamw";
         _optimizer = new Adam(model.NamedParameters(), new AdamParameters(options.LearningRate, WeightDecay: adamw ? options.WeightDecay : 0f, DecoupledWeightDecay: adamw));
+        _step = new TrainingStep(model, _optimizer, options);
         _loader = new DataLoader(data.Train, options.BatchSize, data.TrainTransform, shuffle: true, seed: options.Seed, workers: options.Workers);
     }
 
@@ -95,6 +96,7 @@ public sealed class Trainer : IDisposable
         var clock = Stopwatch.StartNew();
         var elapsedBefore = state.ElapsedSeconds;
         double Elapsed() => elapsedBefore + clock.Elapsed.TotalSeconds;
+        using var window = new StepWindow(_model.Context);
 
         for (var epoch = state.Epoch; epoch < _options.Epochs; epoch++)
         {
@@ -104,32 +106,22 @@ public sealed class Trainer : IDisposable
             {
                 var startBatch = state.Epoch == epoch && state.Pass == pass ? state.Batch : 0;
                 _observer?.PassStarted(epoch, _options.Epochs, passes[pass].Name, _loader.BatchesPerEpoch, startBatch);
-                var passClock = Stopwatch.StartNew();
-                var (passImages, passSeconds) = (0L, 0.0);
+                var progress = new PassProgress(this, sums);
                 foreach (var batch in _loader.Epoch((epoch * passes.Count) + pass, startBatch, ct))
                 {
-                    var (loss, correct) = TrainBatch(batch, passes[pass].Steps, ref state);
-                    var seconds = passClock.Elapsed.TotalSeconds;
-                    passClock.Restart();
-                    (passImages, passSeconds) = (passImages + batch.Count, passSeconds + seconds);
-                    sums = sums with
-                    {
-                        LossSum = sums.LossSum + (loss * batch.Count),
-                        Correct = sums.Correct + correct,
-                        Seen = sums.Seen + batch.Count,
-                        Images = sums.Images + batch.Count,
-                        Seconds = sums.Seconds + seconds,
-                    };
-                    _observer?.BatchDone(batch.Index, loss, (double)correct / batch.Count, passImages / Math.Max(passSeconds, 1e-9));
-
+                    TrainBatch(batch, passes[pass].Steps, epoch, window, progress, ref state);
                     var stop = ct.IsCancellationRequested || (_options.MaxSteps > 0 && state.Steps >= _options.MaxSteps);
                     if (stop)
                     {
+                        progress.Drain(window);
                         var next = batch.Index + 1 < _loader.BatchesPerEpoch ? (pass, batch.Index + 1) : (pass + 1, 0);
-                        SaveLast(state with { Epoch = epoch, Pass = next.Item1, Batch = next.Item2, Partial = sums, ElapsedSeconds = Elapsed() });
+                        SaveLast(state with { Epoch = epoch, Pass = next.Item1, Batch = next.Item2, Partial = progress.Sums, ElapsedSeconds = Elapsed() });
                         return new TrainResult(history, false, state.Steps, LastCheckpoint, BestCheckpoint);
                     }
                 }
+
+                progress.Drain(window);
+                sums = progress.Sums;
             }
 
             _observer?.Evaluating(epoch);
@@ -158,74 +150,25 @@ public sealed class Trainer : IDisposable
         _optimizer.Dispose();
     }
 
-    /// <summary>One batch: every step the pass asks for. Returns the loss and correct count of the last step.</summary>
-    private (double Loss, long Correct) TrainBatch(HostBatch batch, IReadOnlyList<TrainStep> steps, ref TrainingState state)
+    /// <summary>One batch: every step the pass asks for, their results into the window (read when it fills).</summary>
+    private void TrainBatch(HostBatch batch, IReadOnlyList<TrainStep> steps, int epoch, StepWindow window, PassProgress progress, ref TrainingState state)
     {
         using var batchScope = TensorScope.Begin();
         var (images, labels) = Evaluation.ToDevice(batch, _model);
-        var result = (Loss: 0.0, Correct: 0L);
-        foreach (var step in steps)
+        for (var s = 0; s < steps.Count; s++)
         {
             using var stepScope = TensorScope.Begin();
-            SetFrozen(step.FrozenBelow);
-            _optimizer.ZeroGrad();
-            Tensor logits;
-            Tensor loss;
-            if (step.AllPrefixes)
-            {
-                var all = _model.ForwardAllPrefixes(images, step.Prefix).Skip(step.From - 1).ToList();
-                loss = F.Scale(F.SumMany(all.Select(l => F.CrossEntropy(l, labels)).ToList()), 1f / all.Count);
-                logits = all[^1];
-            }
-            else
-            {
-                logits = _model.Forward(images, step.Prefix);
-                loss = F.CrossEntropy(logits, labels);
-            }
-
-            var value = loss.Item();
-            if (!double.IsFinite(value))
-            {
-                var last = File.Exists(LastCheckpoint) ? LastCheckpoint : "none yet";
-                throw new TrainingDivergedException(
-                    $"loss became {value} at optimizer step {state.Steps + 1} (epoch {state.Epoch + 1}, batch {batch.Index + 1}, prefix k={step.Prefix}); " +
-                    $"last good checkpoint: {last}. Try a lower --lr.");
-            }
-
-            loss.Backward();
-            if (step.Clip)
-            {
-                _optimizer.ClipGradNorm(_options.ClipNorm);
-            }
-
-            _optimizer.Step();
+            var output = _step.Run(images, labels, steps[s]);
             state = state with { Steps = state.Steps + 1 };
-            result = (value, Evaluation.CountCorrect(logits, labels));
-        }
-
-        SetFrozen(0);
-        return result;
-    }
-
-    private void SetFrozen(int frozenBelow)
-    {
-        frozenBelow = Math.Max(frozenBelow, _options.FrozenBranches);
-        if (_model is ParaFormer paraformer)
-        {
-            for (var b = 0; b < paraformer.Branches.Count; b++)
+            if (window.IsFull)
             {
-                foreach (var p in paraformer.Branches[b].Parameters())
-                {
-                    p.RequiresGrad = b >= frozenBelow;
-                }
+                progress.Drain(window);
             }
+
+            window.Add(output, new StepInfo(state.Steps, epoch, batch.Index, steps[s].Prefix, batch.Count, s == steps.Count - 1));
         }
 
-        // Frozen branches only keep their function if the embedding that feeds them stays fixed too.
-        foreach (var p in _model.Embed.Parameters())
-        {
-            p.RequiresGrad = _options.FrozenBranches == 0;
-        }
+        _step.SetFrozen(0);
     }
 
     private EpochMetrics Evaluate(int epoch, EpochAccumulator sums, long steps, double elapsed)
@@ -298,4 +241,51 @@ public sealed class Trainer : IDisposable
     }
 
     private void SaveLast(TrainingState state) => Checkpoint.SaveTraining(LastCheckpoint, _model, _optimizer, state);
+
+    /// <summary>
+    /// One pass's running figures, brought up to date from the step window: a loss that is not finite stops
+    /// the run naming its step; each batch's last step feeds the epoch's sums and the observer.
+    /// </summary>
+    private sealed class PassProgress(Trainer trainer, EpochAccumulator sums)
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private long _images;
+        private double _seconds;
+
+        public EpochAccumulator Sums { get; private set; } = sums;
+
+        public void Drain(StepWindow window)
+        {
+            var steps = window.Read();
+            var elapsed = _clock.Elapsed.TotalSeconds;
+            _clock.Restart();
+            foreach (var (info, loss, _) in steps)
+            {
+                if (!double.IsFinite(loss))
+                {
+                    var last = File.Exists(trainer.LastCheckpoint) ? trainer.LastCheckpoint : "none yet";
+                    throw new TrainingDivergedException(
+                        $"loss became {loss} at optimizer step {info.Step} (epoch {info.Epoch + 1}, batch {info.Batch + 1}, prefix k={info.Prefix}); " +
+                        $"last good checkpoint: {last}. Try a lower --lr.");
+                }
+            }
+
+            var batches = steps.Where(s => s.Info.LastOfBatch).ToList();
+            var perBatch = elapsed / Math.Max(batches.Count, 1);
+            foreach (var (info, loss, correct) in batches)
+            {
+                _images += info.Images;
+                _seconds += perBatch;
+                Sums = Sums with
+                {
+                    LossSum = Sums.LossSum + (loss * info.Images),
+                    Correct = Sums.Correct + correct,
+                    Seen = Sums.Seen + info.Images,
+                    Images = Sums.Images + info.Images,
+                    Seconds = Sums.Seconds + perBatch,
+                };
+                trainer._observer?.BatchDone(info.Batch, loss, (double)correct / info.Images, _images / Math.Max(_seconds, 1e-9));
+            }
+        }
+    }
 }

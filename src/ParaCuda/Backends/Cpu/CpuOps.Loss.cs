@@ -40,8 +40,11 @@ internal sealed unsafe partial class CpuOps
         });
     }
 
-    protected override void SumAllCore(Tensor x, Tensor output, float scale) =>
-        F(output)[0] = (float)(Sum(F(x), x.NumElements, squares: false) * scale);
+    protected override void SumAllCore(Tensor x, Tensor output, float scale, bool squareRoot)
+    {
+        var sum = Sum(F(x), x.NumElements, squares: false);
+        F(output)[0] = (float)(squareRoot ? Math.Sqrt(sum) : sum * scale);
+    }
 
     protected override void ArgmaxRowsCore(Tensor x, Tensor indices)
     {

@@ -4,15 +4,12 @@ namespace ParaCuda.Backends.Cpu;
 
 internal sealed unsafe partial class CpuOps
 {
-    protected override void GlobalNormCore(IReadOnlyList<Tensor> tensors, Tensor norm)
+    protected override void SumOfSquaresCore(IReadOnlyList<Tensor> tensors, IReadOnlyList<Tensor> outputs)
     {
-        var total = 0.0;
-        foreach (var t in tensors)
+        for (var i = 0; i < tensors.Count; i++)
         {
-            total += Sum(F(t), t.NumElements, squares: true);
+            F(outputs[i])[0] = (float)Sum(F(tensors[i]), tensors[i].NumElements, squares: true);
         }
-
-        F(norm)[0] = (float)Math.Sqrt(total);
     }
 
     protected override void ClipByNormCore(IReadOnlyList<Tensor> tensors, Tensor norm, float maxNorm)

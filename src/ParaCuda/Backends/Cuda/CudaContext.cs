@@ -70,12 +70,16 @@ public sealed class CudaContext : ComputeContext, IDisposable
     }
 
     /// <summary>Launches <paramref name="kernel"/> on this stream, packing the arguments as cuLaunchKernel reads them.</summary>
-    internal unsafe void Launch(KernelFunction kernel, Dim3 grid, Dim3 block, int sharedBytes, params ReadOnlySpan<KernelArgument> arguments)
+    internal void Launch(KernelFunction kernel, Dim3 grid, Dim3 block, int sharedBytes, params ReadOnlySpan<KernelArgument> arguments) =>
+        Launch(kernel, grid, block, sharedBytes, [], arguments);
+
+    /// <summary>A launch whose kernel also reaches the buffers <paramref name="throughTables"/> lists through a pointer table.</summary>
+    internal unsafe void Launch(KernelFunction kernel, Dim3 grid, Dim3 block, int sharedBytes, ReadOnlySpan<BufferAccess> throughTables, params ReadOnlySpan<KernelArgument> arguments)
     {
         var slots = stackalloc ulong[arguments.Length];
         var pointers = stackalloc void*[arguments.Length];
         KernelArgument.Pack(arguments, slots, pointers);
-        Gpu.Launch(kernel.Handle, grid, block, sharedBytes, Stream, pointers, arguments.Length);
+        Gpu.Launch(kernel.Handle, grid, block, sharedBytes, Stream, pointers, arguments.Length, throughTables);
     }
 
     /// <summary>Copies host bytes to <paramref name="destination"/> on this stream without waiting for the stream.</summary>

@@ -205,7 +205,12 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     protected override void CrossEntropyBackwardCore(Tensor logits, Tensor labels, Tensor dLoss, float scale, Tensor dLogits) =>
         Run("cross_entropy.cu", "cross_entropy_backward", Warps(logits.Shape[0]), P(logits), P(labels), P(dLoss), scale, logits.Shape[0], logits.Shape[1], P(dLogits));
 
-    protected override void SumAllCore(Tensor x, Tensor output, float scale) => Sum([x], output, squares: false, scale);
+    protected override void SumAllCore(Tensor x, Tensor output, float scale, bool squareRoot)
+    {
+        using var table = Slices([x]);
+        using var partial = Partials(table, squares: false);
+        Run("reductions.cu", "sum_finish", new Dim3(1), P(partial), table.Blocks, scale, squareRoot, P(output));
+    }
 
     protected override void ArgmaxRowsCore(Tensor x, Tensor indices) =>
         Run("classify.cu", "argmax_rows", Grid(x.Shape[0]), P(x), x.Shape[0], x.Shape[1], P(indices));
@@ -253,20 +258,29 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         Run("pool_tokens.cu", "pool_tokens_backward", Grid(t.NumElements), P(dOutput), t.Shape[0], t.Shape[1], t.Shape[2], mode == Pooling.Mean, dx.Accumulate, P(t));
     }
 
-    protected override void GlobalNormCore(IReadOnlyList<Tensor> tensors, Tensor norm) => Sum(tensors, norm, squares: true, 1f);
+    protected override void SumOfSquaresCore(IReadOnlyList<Tensor> tensors, IReadOnlyList<Tensor> outputs)
+    {
+        using var table = Slices(tensors, outputs);
+        using var partial = Partials(table, squares: true);
+        if (tensors.Count > 0)
+        {
+            context.Launch(Backend.Kernel("reductions.cu", "sum_slices_finish"), Grid(tensors.Count), new Dim3(Threads), 0, table.Outputs, P(partial), P(table.Table), tensors.Count, table.Blocks);
+        }
+    }
 
     protected override void ClipByNormCore(IReadOnlyList<Tensor> tensors, Tensor norm, float maxNorm)
     {
-        using var table = Slices(tensors, out var blocks);
-        if (blocks > 0)
+        using var table = Slices(tensors, written: true);
+        if (table.Blocks > 0)
         {
-            Run("reductions.cu", "scale_by_norm", new Dim3((uint)blocks), P(table), tensors.Count, KernelTables.ElementsPerBlock, P(norm), maxNorm);
+            context.Launch(Backend.Kernel("reductions.cu", "scale_by_norm"), new Dim3((uint)table.Blocks), new Dim3(Threads), 0, table.Inputs, P(table.Table), tensors.Count, KernelTables.ElementsPerBlock, P(norm), maxNorm);
         }
     }
 
     protected override void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<long> steps)
     {
         var slices = new AdamSlice[parameters.Count];
+        var accesses = new List<BufferAccess>();
         var blocks = 0;
         for (var t = 0; t < parameters.Count; t++)
         {
@@ -282,6 +296,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
                 Bc2Sqrt = (float)Math.Sqrt(1.0 - Math.Pow(hp.Beta2, steps[t])),
                 FirstBlock = blocks,
             };
+            accesses.AddRange([new(slices[t].Param, true), new(slices[t].Grad, false), new(slices[t].M, true), new(slices[t].V, true)]);
             blocks += KernelTables.Blocks(parameters[t].NumElements);
         }
 
@@ -293,7 +308,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         var decay = hp.DecoupledWeightDecay ? 1f - (hp.LearningRate * hp.WeightDecay) : 1f;
         var l2 = hp.DecoupledWeightDecay ? 0f : hp.WeightDecay;
         using var table = context.Table<AdamSlice>(slices);
-        Run("adam.cu", "adam_update", new Dim3((uint)blocks), P(table), parameters.Count, KernelTables.ElementsPerBlock, hp.Beta1, hp.Beta2, hp.Epsilon, decay, l2);
+        context.Launch(Backend.Kernel("adam.cu", "adam_update"), new Dim3((uint)blocks), new Dim3(Threads), 0, [.. accesses], P(table), parameters.Count, KernelTables.ElementsPerBlock, hp.Beta1, hp.Beta2, hp.Epsilon, decay, l2);
     }
 
     private static TensorOpException Unsupported(string op, Tensor t) => new(op, $"{t.DType} is not supported on the CUDA backend yet");
@@ -403,30 +418,43 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         }
     }
 
-    /// <summary>A device table describing <paramref name="tensors"/> for the multi-tensor kernels, and the blocks a launch over them needs.</summary>
-    private Tensor Slices(IReadOnlyList<Tensor> tensors, out int blocks)
+    /// <summary>
+    /// A device table describing <paramref name="tensors"/> for the multi-tensor kernels (with each tensor's
+    /// output, when given), the blocks a launch over them needs, and the buffers it points at.
+    /// </summary>
+    private SliceTable Slices(IReadOnlyList<Tensor> tensors, IReadOnlyList<Tensor>? outputs = null, bool written = false)
     {
         var slices = new TensorSlice[tensors.Count];
-        blocks = 0;
+        var blocks = 0;
         for (var i = 0; i < tensors.Count; i++)
         {
-            slices[i] = new TensorSlice { Data = P(tensors[i]), Count = tensors[i].NumElements, FirstBlock = blocks };
+            slices[i] = new TensorSlice { Data = P(tensors[i]), Count = tensors[i].NumElements, FirstBlock = blocks, Out = P(outputs?[i]) };
             blocks += KernelTables.Blocks(tensors[i].NumElements);
         }
 
-        return context.Table<TensorSlice>(slices);
+        return new SliceTable(
+            context.Table<TensorSlice>(slices),
+            tensors.Count,
+            blocks,
+            [.. slices.Select(s => new BufferAccess(s.Data, written))],
+            [.. slices.Where(s => s.Out != 0).Select(s => new BufferAccess(s.Out, true))]);
     }
 
-    /// <summary>out[0] = scale · Σ x (or √Σ x² with <paramref name="squares"/>) over all tensors, deterministically.</summary>
-    private void Sum(IReadOnlyList<Tensor> tensors, Tensor output, bool squares, float scale)
+    /// <summary>The per-block sums (of squares) of the tensors a table describes, in block order.</summary>
+    private Tensor Partials(SliceTable table, bool squares)
     {
-        using var table = Slices(tensors, out var blocks);
-        using var partial = Temp(Math.Max(blocks, 1));
-        if (blocks > 0)
+        var partial = Temp(Math.Max(table.Blocks, 1));
+        if (table.Blocks > 0)
         {
-            Run("reductions.cu", "sum_partial", new Dim3((uint)blocks), P(table), tensors.Count, KernelTables.ElementsPerBlock, squares, P(partial));
+            context.Launch(Backend.Kernel("reductions.cu", "sum_partial"), new Dim3((uint)table.Blocks), new Dim3(Threads), 0, table.Inputs, P(table.Table), table.Tensors, KernelTables.ElementsPerBlock, squares, P(partial));
         }
 
-        Run("reductions.cu", "sum_finish", new Dim3(1), P(partial), blocks, scale, squares, P(output));
+        return partial;
+    }
+
+    /// <summary>A multi-tensor table on the device, and what its pointers reach: the tensors, and their outputs.</summary>
+    private sealed record SliceTable(Tensor Table, int Tensors, int Blocks, BufferAccess[] Inputs, BufferAccess[] Outputs) : IDisposable
+    {
+        public void Dispose() => Table.Dispose();
     }
 }

@@ -217,7 +217,7 @@ public sealed unsafe class DriverGpu : IGpu
         CudaDriver.SetMaxDynamicSharedMemory(kernel, Name(kernel), bytes);
     }
 
-    public void Launch(nint kernel, Dim3 grid, Dim3 block, int sharedBytes, nint stream, void** arguments, int count)
+    public void Launch(nint kernel, Dim3 grid, Dim3 block, int sharedBytes, nint stream, void** arguments, int count, ReadOnlySpan<BufferAccess> throughTables)
     {
         Current();
         CudaDriver.Launch(kernel, Name(kernel), (grid.X, grid.Y, grid.Z), (block.X, block.Y, block.Z), sharedBytes, stream, arguments);

@@ -8,6 +8,12 @@ public readonly record struct Dim3(uint X, uint Y = 1, uint Z = 1)
     public override string ToString() => $"({X}, {Y}, {Z})";
 }
 
+/// <summary>
+/// A buffer a kernel reaches through a pointer table (one launch over many tensors), not through an argument:
+/// a GPU needs no word of it, but the emulated device cannot see through the table, so a launch names them.
+/// </summary>
+public readonly record struct BufferAccess(ulong Pointer, bool Write);
+
 /// <summary>What the backend needs to know of a GPU, real or emulated: identity, size and launch limits.</summary>
 public sealed record GpuProperties(
     string Name,
@@ -128,8 +134,11 @@ public interface IGpu : IDisposable
     /// <summary>cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES): needed before a launch with more than 48 KB of dynamic shared memory.</summary>
     void SetMaxDynamicSharedMemory(nint kernel, int bytes);
 
-    /// <summary>cuLaunchKernel; <paramref name="arguments"/> points at <paramref name="count"/> pointers, one per kernel parameter.</summary>
-    unsafe void Launch(nint kernel, Dim3 grid, Dim3 block, int sharedBytes, nint stream, void** arguments, int count);
+    /// <summary>
+    /// cuLaunchKernel; <paramref name="arguments"/> points at <paramref name="count"/> pointers, one per kernel
+    /// parameter. <paramref name="throughTables"/> lists the buffers the kernel reaches through pointer tables.
+    /// </summary>
+    unsafe void Launch(nint kernel, Dim3 grid, Dim3 block, int sharedBytes, nint stream, void** arguments, int count, ReadOnlySpan<BufferAccess> throughTables);
 
     /// <summary>A cuBLAS handle on <paramref name="stream"/> with a workspace of its own.</summary>
     nint CreateBlas(nint stream);

@@ -23,6 +23,7 @@ internal struct TensorSlice
     public long Count;
     public int FirstBlock;
     public int Pad;
+    public ulong Out;
 }
 
 [StructLayout(LayoutKind.Sequential)]

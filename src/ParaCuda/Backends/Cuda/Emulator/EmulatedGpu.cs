@@ -395,7 +395,7 @@ public sealed unsafe class EmulatedGpu : IGpu
         f.MaxDynamicShared = bytes;
     }
 
-    public void Launch(nint kernel, Dim3 grid, Dim3 block, int sharedBytes, nint stream, void** arguments, int count)
+    public void Launch(nint kernel, Dim3 grid, Dim3 block, int sharedBytes, nint stream, void** arguments, int count, ReadOnlySpan<BufferAccess> throughTables)
     {
         var f = Function(kernel);
         var call = $"cuLaunchKernel({f.Name}, grid {grid}, block {block}, {sharedBytes} bytes of shared memory)";
@@ -431,8 +431,15 @@ public sealed unsafe class EmulatedGpu : IGpu
             buffers.Add((a, i));
         }
 
+        foreach (var (pointer, write) in throughTables)
+        {
+            var a = s_memory.Find(pointer, 0) ?? throw new CudaException($"CUDA_ERROR_ILLEGAL_ADDRESS in {call}: a pointer of its table (0x{pointer:x}) points into no live allocation (freed, or never allocated)", 700);
+            accesses.Add((a, write, "a buffer of its table"));
+            buffers.Add((a, -1));
+        }
+
         var seed = Mix(_options.Seed, (ulong)Interlocked.Increment(ref _launches));
-        Issue(s, call, accesses, () => Run(f, grid, block, sharedBytes, blob, offsets, seed, buffers));
+        Issue(s, call, accesses, () => Run(s, f, grid, block, sharedBytes, blob, offsets, seed, buffers));
     }
 
     public nint CreateBlas(nint stream)
@@ -595,9 +602,9 @@ public sealed unsafe class EmulatedGpu : IGpu
         }
     }
 
-    private void Run(EmulatedFunction f, Dim3 grid, Dim3 block, int sharedBytes, byte[] blob, int[] offsets, ulong seed, List<(Allocation Allocation, int Argument)> buffers)
+    private void Run(EmulatedStream s, EmulatedFunction f, Dim3 grid, Dim3 block, int sharedBytes, byte[] blob, int[] offsets, ulong seed, List<(Allocation Allocation, int Argument)> buffers)
     {
-        var launch = (delegate* unmanaged<int, uint, uint, uint, uint, uint, uint, uint, void**, ulong, byte*, int, int>)f.LaunchEntry;
+        var launch = (delegate* unmanaged<int, uint, uint, uint, uint, uint, uint, uint, void**, void*, ulong, byte*, int, int>)f.LaunchEntry;
         var count = offsets.Length - 1;
         var pointers = stackalloc void*[Math.Max(count, 1)];
         const int ErrorBytes = 2048;
@@ -609,7 +616,7 @@ public sealed unsafe class EmulatedGpu : IGpu
                 pointers[i] = b + offsets[i];
             }
 
-            if (launch(f.Index, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, (uint)sharedBytes, pointers, seed, error, ErrorBytes) != 0)
+            if (launch(f.Index, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, (uint)sharedBytes, pointers, s.Stacks, seed, error, ErrorBytes) != 0)
             {
                 Fail($"kernel {Marshal.PtrToStringUTF8((IntPtr)error)}");
                 return;
@@ -620,7 +627,7 @@ public sealed unsafe class EmulatedGpu : IGpu
         {
             if (allocation.GuardDamage() is { } damage)
             {
-                Fail($"kernel {f.Name} wrote out of bounds: {damage}, passed as argument {argument}");
+                Fail($"kernel {f.Name} wrote out of bounds: {damage}, {(argument >= 0 ? $"passed as argument {argument}" : "reached through its table")}");
                 return;
             }
         }
@@ -670,10 +677,14 @@ public sealed unsafe class EmulatedGpu : IGpu
 /// device's work is skipped, but signals (event records, waits, synchronisation markers) still run, so the
 /// host is never left waiting.
 /// </summary>
-internal sealed class EmulatedStream : IDisposable
+internal sealed unsafe class EmulatedStream : IDisposable
 {
+    /// <summary>Fiber stack per thread of a block: 64 KB, for up to 1024 threads (memory the kernels never touch stays unbacked).</summary>
+    private const long StackBytes = 1024L * 64 * 1024;
+
     private readonly System.Collections.Concurrent.BlockingCollection<(Action Work, bool Signal)> _queue = [];
     private readonly Thread _thread;
+    private void* _stacks;
 
     public EmulatedStream(EmulatedGpu gpu, int index, string name)
     {
@@ -688,6 +699,9 @@ internal sealed class EmulatedStream : IDisposable
     /// <summary>The stream's index in the race detector.</summary>
     public int Index { get; }
 
+    /// <summary>The fiber stacks of the kernels this stream's thread runs, made on first use.</summary>
+    public void* Stacks => _stacks != null ? _stacks : _stacks = NativeMemory.AlignedAlloc((nuint)StackBytes, 4096);
+
     public void Enqueue(Action work, bool signal) => _queue.Add((work, signal));
 
     public void Dispose()
@@ -695,6 +709,7 @@ internal sealed class EmulatedStream : IDisposable
         _queue.CompleteAdding();
         _thread.Join();
         _queue.Dispose();
+        NativeMemory.AlignedFree(_stacks);
     }
 
     private void Drain()

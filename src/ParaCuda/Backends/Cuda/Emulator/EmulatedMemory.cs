@@ -223,7 +223,7 @@ internal sealed class HappensBefore
         var clock = Clock(stream);
         if (a.LastWrite is { } w && !Ordered(w, clock))
         {
-            throw Race(a, write ? "writes" : "reads", what, call, w, "written");
+            throw Race(a, write ? "writes" : "reads", what, call, w, "wrote");
         }
 
         if (write)

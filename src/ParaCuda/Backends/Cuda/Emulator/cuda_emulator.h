@@ -25,8 +25,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <link.h>
+#include <pthread.h>
 #include <string>
-#include <sys/mman.h>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -84,8 +84,9 @@ asm(".text\n"
 #error "the CUDA emulator's fibers are written for x86-64"
 #endif
 
+// Each thread of a block runs on its own slice of a stack region the caller owns (one per host thread, shared
+// by every kernel library): 64 KB a thread, ample for these kernels.
 constexpr size_t stack_bytes = 64 * 1024;
-constexpr size_t page_bytes = 4096;
 
 enum class Wait
 {
@@ -149,9 +150,8 @@ struct State
     std::vector<unsigned int> exited; // per warp: lanes that have returned, or do not exist
     std::vector<unsigned char> dynamic_shared;
     std::string error;
-    // fiber stacks, kept for the host thread's life: reserved once, touched only as deep as kernels go
-    char* stacks = nullptr;
-    size_t stack_count = 0;
+    char* stacks = nullptr; // the caller's stack region for this launch
+
     // this library's thread-local block on this host thread: the kernels' __shared__ variables
     char* tls = nullptr;
     size_t tls_bytes = 0;
@@ -164,11 +164,23 @@ inline State*& state_slot()
     return s;
 }
 
+// Frees a host thread's state when the thread ends (a pthread key: thread_local storage is poisoned per block).
+inline pthread_key_t cleanup_key()
+{
+    static pthread_key_t key;
+    static const int made = pthread_key_create(&key, [](void* s) { delete static_cast<State*>(s); });
+    (void)made;
+    return key;
+}
+
 inline State& state()
 {
     State*& s = state_slot();
     if (!s)
+    {
         s = new State();
+        pthread_setspecific(cleanup_key(), s);
+    }
     return *s;
 }
 
@@ -269,25 +281,6 @@ inline void release_barrier(State& s)
         release_barrier(s);
     switch_away(s);
     std::abort(); // a finished fiber is never resumed
-}
-
-inline void prepare_stacks(State& s, int threads)
-{
-    if ((size_t)threads <= s.stack_count)
-        return;
-    if (s.stacks)
-        munmap(s.stacks, s.stack_count * stack_bytes);
-    s.stacks = (char*)mmap(nullptr, (size_t)threads * stack_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (s.stacks == MAP_FAILED)
-    {
-        s.stacks = nullptr;
-        s.stack_count = 0;
-        return;
-    }
-    // A guard page under each stack turns an overflow into a crash rather than a neighbour's corruption.
-    for (int t = 0; t < threads; ++t)
-        mprotect(s.stacks + (size_t)t * stack_bytes, page_bytes, PROT_NONE);
-    s.stack_count = (size_t)threads;
 }
 
 // A fresh fiber's stack, laid out as pc_emulator_switch leaves a suspended one: control words, six saved
@@ -659,10 +652,11 @@ PC_EXPORT int pc_kernel_params(int kernel, int* sizes, int* kinds, int capacity)
     return k.params;
 }
 
-// Runs one launch; args[i] points at the bytes of parameter i, as for cuLaunchKernel. Returns 0, or 1 with
-// the problem in `error`. The caller has checked the geometry against the device's limits.
+// Runs one launch; args[i] points at the bytes of parameter i, as for cuLaunchKernel. `stacks` holds 64 KB
+// per thread of a block, 16-byte aligned. Returns 0, or 1 with the problem in `error`. The caller has checked
+// the geometry against the device's limits.
 PC_EXPORT int pc_launch(int kernel, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz,
-                         unsigned int shared_bytes, void** args, unsigned long long seed, char* error, int error_capacity)
+                         unsigned int shared_bytes, void** args, void* stacks, unsigned long long seed, char* error, int error_capacity)
 {
     auto& s = pc_emulator::state();
     s.kernel = &pc_emulator::registry()[kernel];
@@ -673,12 +667,7 @@ PC_EXPORT int pc_launch(int kernel, unsigned int gx, unsigned int gy, unsigned i
     s.rng = seed;
     s.error.clear();
     s.dynamic_shared.assign(shared_bytes, 0xFF);
-    pc_emulator::prepare_stacks(s, s.threads);
-    if (!s.stacks)
-    {
-        std::snprintf(error, (size_t)error_capacity, "%s: could not map fiber stacks for %d threads", s.kernel->name, s.threads);
-        return 1;
-    }
+    s.stacks = static_cast<char*>(stacks);
     const unsigned long long blocks = (unsigned long long)gx * gy * gz;
     std::vector<unsigned long long> order(blocks);
     for (unsigned long long b = 0; b < blocks; ++b)
