@@ -16,6 +16,12 @@ public abstract class Backend : IDisposable
     /// <summary>The context that work runs on unless a caller chooses another.</summary>
     public abstract ComputeContext DefaultContext { get; }
 
+    /// <summary>
+    /// The context host-to-device copies of input batches go on, so that they overlap the work on the others
+    /// (a stream of its own on a GPU; the default context on the CPU, which copies as it is told to).
+    /// </summary>
+    public virtual ComputeContext UploadContext => DefaultContext;
+
     /// <summary>A new, independently ordered context (a CUDA stream; a logical queue on the CPU).</summary>
     public abstract ComputeContext CreateContext(string name);
 

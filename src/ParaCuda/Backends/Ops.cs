@@ -438,6 +438,31 @@ public abstract class Ops
     // ---------------------------------------------------------------- vision
 
     /// <summary>
+    /// images[b] = stored bytes pixels[b] [C, H, W] turned into model input with draws[b] = (top, left, flip):
+    /// bilinear resize to S×S, crop window, mirror, pixel·scale[c] + black[c] (see <see cref="ImageTransform"/>).
+    /// pixels UInt8 [B, C, H, W], draws Int32 [B, 3], images [B, C, S, S]; one scale and one black per channel.
+    /// </summary>
+    public void TransformImages(Tensor pixels, Tensor draws, IReadOnlyList<float> scale, IReadOnlyList<float> black, Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(pixels);
+        ArgumentNullException.ThrowIfNull(draws);
+        ArgumentNullException.ThrowIfNull(scale);
+        ArgumentNullException.ThrowIfNull(black);
+        ArgumentNullException.ThrowIfNull(images);
+        var c = Check(nameof(TransformImages));
+        c.Tensor("pixels", pixels, DType.UInt8);
+        c.Rank("pixels", pixels, 4);
+        c.Tensor("draws", draws, DType.Int32);
+        c.Shape("draws", draws, new Shape(pixels.Shape[0], 3), $"pixels {pixels.Shape}");
+        c.Tensor("images", images);
+        c.Rank("images", images, 4);
+        c.That(images.Shape[0] == pixels.Shape[0] && images.Shape[1] == pixels.Shape[1] && images.Shape[2] == images.Shape[3] && images.Shape[2] > 0,
+            $"images {images.Shape} must be [B, C, S, S] for pixels {pixels.Shape}");
+        c.That(scale.Count == pixels.Shape[1] && black.Count == pixels.Shape[1], $"{pixels.Shape[1]} channels but {scale.Count} scales and {black.Count} blacks");
+        TransformImagesCore(pixels, draws, scale, black, images);
+    }
+
+    /// <summary>
     /// images [B, C, H, W] → patches [B, (H/p)·(W/p), p·p·C]; patch n = (row, col) in raster order and
     /// its features in (p1, p2, c) order, as the reference's einops pattern 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)'.
     /// </summary>
@@ -653,6 +678,8 @@ public abstract class Ops
     protected abstract void ArgmaxRowsCore(Tensor x, Tensor indices);
 
     protected abstract void CountCorrectCore(Tensor logits, Tensor labels, Tensor count);
+
+    protected abstract void TransformImagesCore(Tensor pixels, Tensor draws, IReadOnlyList<float> scale, IReadOnlyList<float> black, Tensor images);
 
     protected abstract void PatchifyCore(Tensor images, int patch, Tensor patches);
 

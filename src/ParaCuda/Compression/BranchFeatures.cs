@@ -42,12 +42,13 @@ public sealed class BranchFeatures
         var labels = new int[data.Count];
         using (model.InferenceMode())
         {
-            using var loader = new DataLoader(data, batchSize, transform, shuffle: false, seed: 0);
+            var input = new BatchInput(model, transform);
+            using var loader = input.Loader(data, batchSize, shuffle: false, seed: 0);
             var row = 0;
             foreach (var batch in loader.Epoch(0, ct: ct))
             {
                 using var scope = TensorScope.Begin();
-                var (images, _) = Evaluation.ToDevice(batch, model);
+                var (images, _) = input.ToDevice(batch);
                 var tokens = model.Embed.Forward(images);
                 for (var b = 0; b < branches; b++)
                 {

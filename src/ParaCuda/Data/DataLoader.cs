@@ -4,7 +4,9 @@ namespace ParaCuda.Data;
 /// Serves a dataset in transformed batches of host memory, one epoch at a time. Background workers
 /// build batches up to <c>prefetch</c> ahead of the consumer into pooled buffers. The result depends
 /// only on the arguments: the order comes from (seed, epoch) and each sample's augmentation from
-/// (seed, epoch, position in the epoch), never from the number of workers or their timing.
+/// (seed, epoch, position in the epoch), never from the number of workers or their timing. With
+/// <c>raw</c>, batches hold the stored bytes and each image's random draws instead of floats, for a device
+/// that runs the transform itself (<see cref="Backends.Ops.TransformImages"/>): the same images, less to copy.
 /// </summary>
 public sealed class DataLoader : IDisposable
 {
@@ -22,7 +24,8 @@ public sealed class DataLoader : IDisposable
     /// <param name="seed">Seeds the order and the augmentation.</param>
     /// <param name="workers">Threads building batches; 0 means one per processor.</param>
     /// <param name="prefetch">Batches built ahead of the one the consumer holds.</param>
-    public DataLoader(ImageDataset data, int batchSize, Transform transform, bool shuffle, int seed, int workers = 0, int prefetch = 4)
+    /// <param name="raw">Serve stored bytes and draws (<see cref="HostBatch.Pixels"/>, <see cref="HostBatch.Draws"/>) instead of transformed floats.</param>
+    public DataLoader(ImageDataset data, int batchSize, Transform transform, bool shuffle, int seed, int workers = 0, int prefetch = 4, bool raw = false)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(transform);
@@ -37,9 +40,13 @@ public sealed class DataLoader : IDisposable
         _seed = seed;
         Workers = workers == 0 ? Environment.ProcessorCount : workers;
         _prefetch = prefetch;
+        Raw = raw;
     }
 
     public ImageDataset Data { get; }
+
+    /// <summary>Whether batches hold stored bytes and draws rather than transformed floats.</summary>
+    public bool Raw { get; }
 
     public int BatchSize { get; }
 
@@ -94,7 +101,7 @@ public sealed class DataLoader : IDisposable
             }
         }
 
-        return new BatchBuffer(BatchSize, Data.Channels, _transform.OutputSize);
+        return new BatchBuffer(BatchSize, Data.Channels, _transform.OutputSize, Raw ? Data.Height : 0, Raw ? Data.Width : 0);
     }
 
     private void Return(BatchBuffer buffer)
@@ -120,7 +127,18 @@ public sealed class DataLoader : IDisposable
             var position = first + i;
             var sample = order[position];
             var random = SplitMix64.For(RandomPurpose.Augment, _seed, epoch, position);
-            _transform.Apply(pixels.Slice(sample * imageBytes, imageBytes), channels, height, width, buffer.Images.AsSpan(i * imageLength, imageLength), ref random);
+            var image = pixels.Slice(sample * imageBytes, imageBytes);
+            if (Raw)
+            {
+                image.CopyTo(buffer.Pixels.AsSpan(i * imageBytes, imageBytes));
+                var (top, left, flip) = _transform.Draw(ref random);
+                (buffer.Draws[3 * i], buffer.Draws[(3 * i) + 1], buffer.Draws[(3 * i) + 2]) = (top, left, flip ? 1 : 0);
+            }
+            else
+            {
+                _transform.Apply(image, channels, height, width, buffer.Images.AsSpan(i * imageLength, imageLength), ref random);
+            }
+
             buffer.Labels[i] = labels[sample];
         }
 

@@ -32,8 +32,17 @@ public sealed class HostBatch : IDisposable
     /// <summary>Height and width of every image.</summary>
     public int Size { get; }
 
-    /// <summary>The images, NCHW: Count·Channels·Size·Size floats.</summary>
+    /// <summary>The images, NCHW: Count·Channels·Size·Size floats (a loader in raw mode has none).</summary>
     public ReadOnlyMemory<float> Images => Buffer.Images.AsMemory(0, Count * Buffer.ImageLength);
+
+    /// <summary>Raw mode: the stored images, NCHW: Count·Channels·StoredHeight·StoredWidth bytes.</summary>
+    public ReadOnlyMemory<byte> Pixels => Buffer.Pixels.AsMemory(0, Count * Buffer.StoredBytes);
+
+    /// <summary>Raw mode: each image's random draws, (top, left, flip) in Count·3 ints.</summary>
+    public ReadOnlyMemory<int> Draws => Buffer.Draws.AsMemory(0, Count * 3);
+
+    /// <summary>Raw mode: the stored images' height and width.</summary>
+    public (int Height, int Width) StoredSize => (Buffer.StoredHeight, Buffer.StoredWidth);
 
     /// <summary>The Count labels.</summary>
     public ReadOnlyMemory<int> Labels => Buffer.Labels.AsMemory(0, Count);
@@ -53,18 +62,32 @@ public sealed class HostBatch : IDisposable
     }
 }
 
-/// <summary>The reusable storage behind <see cref="HostBatch"/>es: room for one full batch.</summary>
+/// <summary>The reusable storage behind <see cref="HostBatch"/>es: room for one full batch, as floats or (raw) as bytes and draws.</summary>
 internal sealed class BatchBuffer
 {
-    public BatchBuffer(int capacity, int channels, int size)
+    public BatchBuffer(int capacity, int channels, int size, int storedHeight, int storedWidth)
     {
         Channels = channels;
         Size = size;
-
-        // Pinned, so the trainer can hand the address to an asynchronous host-to-device copy as is.
-        Images = GC.AllocateUninitializedArray<float>(capacity * ImageLength, pinned: true);
+        StoredHeight = storedHeight;
+        StoredWidth = storedWidth;
+        var raw = storedHeight > 0;
+        Images = raw ? [] : GC.AllocateUninitializedArray<float>(capacity * ImageLength);
+        Pixels = raw ? GC.AllocateUninitializedArray<byte>(capacity * StoredBytes) : [];
+        Draws = raw ? new int[capacity * 3] : [];
         Labels = new int[capacity];
     }
+
+    public int StoredHeight { get; }
+
+    public int StoredWidth { get; }
+
+    /// <summary>Bytes per stored image.</summary>
+    public int StoredBytes => Channels * StoredHeight * StoredWidth;
+
+    public byte[] Pixels { get; }
+
+    public int[] Draws { get; }
 
     public int Channels { get; }
 

@@ -214,6 +214,7 @@ public static class SafeTensors
         DType.Int32 => 1,
         DType.BFloat16 => 2,
         DType.Float16 => 3,
+        DType.UInt8 => 4,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "dtype has no safetensors name"),
     };
 

@@ -8,6 +8,9 @@ public enum DType
     Float16,
     /// <summary>Class labels, argmax results and counters.</summary>
     Int32,
+
+    /// <summary>Stored image pixels, as they travel to a GPU before the transform runs there.</summary>
+    UInt8,
 }
 
 public static class DTypeExtensions
@@ -16,6 +19,7 @@ public static class DTypeExtensions
     {
         DType.Float32 or DType.Int32 => 4,
         DType.BFloat16 or DType.Float16 => 2,
+        DType.UInt8 => 1,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
     };
 
@@ -26,8 +30,9 @@ public static class DTypeExtensions
         DType.BFloat16 => "BF16",
         DType.Float16 => "F16",
         DType.Int32 => "I32",
+        DType.UInt8 => "U8",
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
     };
 
-    public static bool IsFloatingPoint(this DType dtype) => dtype != DType.Int32;
+    public static bool IsFloatingPoint(this DType dtype) => dtype is DType.Float32 or DType.BFloat16 or DType.Float16;
 }

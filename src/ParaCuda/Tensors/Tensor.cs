@@ -102,6 +102,9 @@ public partial class Tensor : IDisposable
     public static Tensor FromArray(ReadOnlySpan<int> data, Shape shape, ComputeContext? context = null) =>
         FromSpan(data, shape, DType.Int32, context);
 
+    public static Tensor FromArray(ReadOnlySpan<byte> data, Shape shape, ComputeContext? context = null) =>
+        FromSpan(data, shape, DType.UInt8, context);
+
     /// <summary>A tensor of the same shape, dtype and context, uninitialised.</summary>
     public Tensor EmptyLike() => Empty(Shape, DType, Context);
 
@@ -337,6 +340,7 @@ public partial class Tensor : IDisposable
         {
             DType.Float32 => typeof(T) == typeof(float),
             DType.Int32 => typeof(T) == typeof(int),
+            DType.UInt8 => typeof(T) == typeof(byte),
             DType.BFloat16 or DType.Float16 => typeof(T) == typeof(ushort) || typeof(T) == typeof(Half),
             _ => false,
         };

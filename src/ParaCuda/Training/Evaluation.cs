@@ -16,7 +16,8 @@ public static class Evaluation
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
         var prefixes = model.Prefixes;
-        using var loader = new DataLoader(data, batchSize, transform, shuffle: false, seed: 0);
+        var input = new BatchInput(model, transform);
+        using var loader = input.Loader(data, batchSize, shuffle: false, seed: 0);
         // Each batch's loss and correct count per k land on the device and are read once at the end, so the
         // host never waits for a batch.
         var slots = loader.BatchesPerEpoch * prefixes;
@@ -29,7 +30,7 @@ public static class Evaluation
             foreach (var batch in loader.Epoch(0, ct: ct))
             {
                 using var scope = TensorScope.Begin();
-                var (images, labels) = ToDevice(batch, model);
+                var (images, labels) = input.ToDevice(batch);
                 var logits = model.ForwardAllPrefixes(images);
                 for (var k = 0; k < prefixes; k++)
                 {
@@ -64,13 +65,5 @@ public static class Evaluation
         using var count = Tensor.Zeros(new Shape(1), DType.Int32, logits.Context);
         logits.Context.Ops.CountCorrect(logits, labels, count);
         return (long)count.Item();
-    }
-
-    /// <summary>A host batch as an image tensor [N, C, S, S] and a label tensor [N] on the model's context.</summary>
-    internal static (Tensor Images, Tensor Labels) ToDevice(HostBatch batch, VisionModel model)
-    {
-        var images = Tensor.FromArray(batch.Images.Span, new Shape(batch.Count, batch.Channels, batch.Size, batch.Size), model.Context);
-        var labels = Tensor.FromArray(batch.Labels.Span, new Shape(batch.Count), model.Context);
-        return (images, labels);
     }
 }

@@ -51,6 +51,7 @@ public sealed class Trainer : IDisposable
     private readonly Schedule _schedule;
     private readonly Adam _optimizer;
     private readonly TrainingStep _step;
+    private readonly BatchInput _input;
     private readonly DataLoader _loader;
 
     public Trainer(VisionModel model, TrainOptions options, TrainData data, string outDirectory, ITrainingObserver? observer = null)
@@ -72,7 +73,8 @@ public sealed class Trainer : IDisposable
         var adamw = options.Optimizer == "adamw";
         _optimizer = new Adam(model.NamedParameters(), new AdamParameters(options.LearningRate, WeightDecay: adamw ? options.WeightDecay : 0f, DecoupledWeightDecay: adamw));
         _step = new TrainingStep(model, _optimizer, options);
-        _loader = new DataLoader(data.Train, options.BatchSize, data.TrainTransform, shuffle: true, seed: options.Seed, workers: options.Workers);
+        _input = new BatchInput(model, data.TrainTransform);
+        _loader = _input.Loader(data.Train, options.BatchSize, shuffle: true, seed: options.Seed, workers: options.Workers);
     }
 
     public string OutDirectory { get; }
@@ -154,7 +156,7 @@ public sealed class Trainer : IDisposable
     private void TrainBatch(HostBatch batch, IReadOnlyList<TrainStep> steps, int epoch, StepWindow window, PassProgress progress, ref TrainingState state)
     {
         using var batchScope = TensorScope.Begin();
-        var (images, labels) = Evaluation.ToDevice(batch, _model);
+        var (images, labels) = _input.ToDevice(batch);
         for (var s = 0; s < steps.Count; s++)
         {
             using var stepScope = TensorScope.Begin();

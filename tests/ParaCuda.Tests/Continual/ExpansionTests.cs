@@ -194,12 +194,13 @@ public class ExpansionTests
     private static double OldClassMass(VisionModel model, ImageDataset images)
     {
         using var inference = model.InferenceMode();
-        using var loader = new DataLoader(images, images.Count, s_eval, shuffle: false, seed: 0);
+        var input = new BatchInput(model, s_eval);
+        using var loader = input.Loader(images, images.Count, shuffle: false, seed: 0);
         var mass = 0.0;
         foreach (var batch in loader.Epoch(0))
         {
             using var scope = TensorScope.Begin();
-            var values = model.Forward(Evaluation.ToDevice(batch, model).Images).ToArray<float>();
+            var values = model.Forward(input.ToDevice(batch).Images).ToArray<float>();
             for (var i = 0; i < batch.Count; i++)
             {
                 var row = values.AsSpan(i * 10, 10);

@@ -382,6 +382,31 @@ public abstract class OpsParityTests : CudaDeviceTests
         }
     }
 
+    [TestCase(1, 28, 28)]
+    [TestCase(3, 32, 28)]
+    [TestCase(1, 28, 56)]
+    public void Image_transform_on_the_device_is_the_cpu_transform_bit_for_bit(int channels, int stored, int size)
+    {
+        const int batch = 6;
+        var bytes = new byte[batch * channels * stored * stored];
+        new Random(62).NextBytes(bytes);
+        var draws = new int[batch * 3];
+        for (var b = 0; b < batch; b++)
+        {
+            (draws[3 * b], draws[(3 * b) + 1], draws[(3 * b) + 2]) = (b - 3, 4 - b, b % 2);
+        }
+
+        var transform = ParaCuda.Data.Transform.Reference(channels, size, train: true);
+        var (scale, black) = transform.Normalization();
+        var pixels = Tensor.FromArray(bytes, new Shape(batch, channels, stored, stored));
+        var drawTensor = Tensor.FromArray(draws, new Shape(batch, 3));
+        var images = Tensor.Empty(new Shape(batch, channels, size, size));
+        s_cpu.TransformImages(pixels, drawTensor, scale, black, images);
+        var gimages = Out(images.Shape);
+        G.TransformImages(Up(pixels), Up(drawTensor), scale, black, gimages);
+        Exact(gimages, images, "transformed images");
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public void Adam_updates_every_tensor_in_one_launch(bool decoupled)
@@ -435,9 +460,12 @@ public abstract class OpsParityTests : CudaDeviceTests
     private static void Exact(Tensor device, Tensor cpu, string what) =>
         Assert.That(device.ToArray<float>().Select(BitConverter.SingleToUInt32Bits), Is.EqualTo(cpu.ToArray<float>().Select(BitConverter.SingleToUInt32Bits)), what);
 
-    private Tensor Up(Tensor cpu) => cpu.DType == DType.Int32
-        ? Tensor.FromArray(cpu.ToArray<int>(), cpu.Shape, Gpu)
-        : Tensor.FromArray(cpu.ToArray<float>(), cpu.Shape, Gpu);
+    private Tensor Up(Tensor cpu) => cpu.DType switch
+    {
+        DType.Int32 => Tensor.FromArray(cpu.ToArray<int>(), cpu.Shape, Gpu),
+        DType.UInt8 => Tensor.FromArray(cpu.ToArray<byte>(), cpu.Shape, Gpu),
+        _ => Tensor.FromArray(cpu.ToArray<float>(), cpu.Shape, Gpu),
+    };
 
     /// <summary>A device output poisoned first: NaN, or -7 for Int32.</summary>
     private Tensor Out(Shape shape, DType dtype = DType.Float32) => Tensor.Full(shape, dtype == DType.Int32 ? -7 : float.NaN, dtype, Gpu);

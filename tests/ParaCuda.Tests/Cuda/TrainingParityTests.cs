@@ -1,6 +1,8 @@
 using ParaCuda.Backends;
 using ParaCuda.Backends.Cpu;
 using ParaCuda.Backends.Cuda;
+using ParaCuda.Data;
+using ParaCuda.IO;
 using ParaCuda.Models;
 using ParaCuda.Nn;
 using ParaCuda.Optim;
@@ -54,6 +56,49 @@ public abstract class TrainingParityTests : CudaDeviceTests
                     Assert.That(run[s].Parameters[p], Is.EqualTo(oneStream[s].Parameters[p]), $"step {s + 1}, parameter {oneStream[s].Names[p]}: {name}");
                 }
             }
+        }
+    }
+
+    [Test]
+    public void An_epoch_of_the_trainer_matches_the_cpu_run()
+    {
+        // Everything a run does: batches as bytes transformed on the device (with augmentation), the step window,
+        // evaluation of every prefix on the device, checkpoints written from device memory.
+        var (rest, test) = Synthetic.Create(96, 10, 1, 28, seed: 3).Split(32.0 / 96, 3);
+        var (train, validation) = rest.Split(0.25, 3);
+        var data = new TrainData(train, validation, test, Transform.Reference(1, 28, train: true), Transform.Reference(1, 28, train: false));
+        var options = new TrainOptions { Epochs = 1, BatchSize = 16, LearningRate = 3e-3f, Seed = 5, Workers = 1, EvalBatchSize = 20 };
+        var root = Directory.CreateTempSubdirectory("paracuda-device-run-").FullName;
+        try
+        {
+            EpochMetrics Run(ComputeContext context, string name)
+            {
+                using var model = ModelFactory.Create(SmallModels.Fmnist(2), ModuleInit.Create(11, context));
+                using var trainer = new Trainer(model, options, data, Path.Combine(root, name));
+                return trainer.Run().Epochs.Single();
+            }
+
+            var cpu = Run(CpuBackend.Instance.DefaultContext, "cpu");
+            var device = Run(Backend.DefaultContext, "device");
+            Assert.That(device.Steps, Is.EqualTo(cpu.Steps));
+            Assert.That(device.TrainLoss, Is.EqualTo(cpu.TrainLoss).Within(Tolerance * cpu.TrainLoss), "train loss");
+            Assert.That(device.TrainAccuracy, Is.EqualTo(cpu.TrainAccuracy), "train accuracy");
+            for (var k = 0; k < cpu.Prefixes.Count; k++)
+            {
+                Assert.That(device.Prefixes[k].ValLoss, Is.EqualTo(cpu.Prefixes[k].ValLoss).Within(Tolerance * cpu.Prefixes[k].ValLoss), $"k={k + 1}: validation loss");
+                Assert.That(device.Prefixes[k].TestLoss, Is.EqualTo(cpu.Prefixes[k].TestLoss).Within(Tolerance * cpu.Prefixes[k].TestLoss), $"k={k + 1}: test loss");
+            }
+
+            using var cpuFile = SafeTensors.Read(Path.Combine(root, "cpu", Trainer.LastFile));
+            using var deviceFile = SafeTensors.Read(Path.Combine(root, "device", Trainer.LastFile));
+            foreach (var (name, tensor) in cpuFile.Tensors)
+            {
+                Close.Check(deviceFile.Tensors[name].ToArray<float>(), tensor.ToDoubles(), Tolerance, $"checkpoint tensor {name}");
+            }
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
         }
     }
 

@@ -1,4 +1,6 @@
+using ParaCuda.Backends;
 using ParaCuda.Data;
+using ParaCuda.Tensors;
 
 namespace ParaCuda.Tests.Data;
 
@@ -161,5 +163,38 @@ public class TransformTests
         var e = Assert.Throws<ArgumentException>(() => Apply(transform, new byte[32 * 32], 1, 32, 32));
         Assert.That(e.Message, Does.Contain("3 means and 3 stds for 1-channel images"));
         Assert.Throws<ArgumentException>(() => new DataLoader(Synthetic.Create(4, 2, 1, 32, 0), 2, transform, shuffle: false, seed: 0));
+    }
+
+    [Test]
+    public void The_transform_op_reproduces_the_loaders_transform_from_its_draws()
+    {
+        var transform = Transform.Reference(3, 40, train: true);
+        var rng = new Random(5);
+        var images = Enumerable.Range(0, 4).Select(_ =>
+        {
+            var bytes = new byte[3 * 32 * 32];
+            rng.NextBytes(bytes);
+            return bytes;
+        }).ToList();
+        var randoms = Enumerable.Range(0, 4).Select(i => new SplitMix64((ulong)i + 10)).ToArray();
+        var draws = new List<ImageDraw>();
+        var expected = new List<float>();
+        for (var i = 0; i < images.Count; i++)
+        {
+            var copy = randoms[i];
+            draws.Add(transform.Draw(ref copy));
+            expected.AddRange(Apply(transform, images[i], 3, 32, 32, (ulong)i + 10));
+        }
+
+        var (scale, black) = transform.Normalization();
+        var output = Tensor.Empty(new Shape(4, 3, 40, 40));
+        ComputeContext.Default.Ops.TransformImages(
+            Tensor.FromArray(images.SelectMany(b => b).ToArray(), new Shape(4, 3, 32, 32)),
+            Tensor.FromArray(draws.SelectMany(d => new[] { d.Top, d.Left, d.Flip ? 1 : 0 }).ToArray(), new Shape(4, 3)),
+            scale,
+            black,
+            output);
+        Assert.That(output.ToArray<float>(), Is.EqualTo(expected.ToArray()), "the same bits as Apply with the same random draws");
+        Assert.That(draws.Select(d => d.Flip).Distinct().Count(), Is.EqualTo(2), "the draws cover both flips");
     }
 }

@@ -5,6 +5,25 @@ namespace ParaCuda.Backends.Cpu;
 
 internal sealed unsafe partial class CpuOps
 {
+    protected override void TransformImagesCore(Tensor pixels, Tensor draws, IReadOnlyList<float> scale, IReadOnlyList<float> black, Tensor images)
+    {
+        var (batch, channels, height, width) = (pixels.Shape[0], pixels.Shape[1], pixels.Shape[2], pixels.Shape[3]);
+        var size = images.Shape[2];
+        var source = (byte*)((CpuStorage)pixels.Storage).Pointer + pixels.Offset;
+        var pd = I(draws);
+        var po = F(images);
+        var (s, b) = (scale.ToArray(), black.ToArray());
+        var (inLength, outLength) = (channels * height * width, channels * size * size);
+        CpuParallel.For(batch, outLength * 4, (i0, i1) =>
+        {
+            for (var i = i0; i < i1; i++)
+            {
+                var draw = new ImageDraw(pd[3 * i], pd[(3 * i) + 1], pd[(3 * i) + 2] != 0);
+                ImageTransform.Run(new ReadOnlySpan<byte>(source + ((long)i * inLength), inLength), channels, height, width, size, draw, s, b, new Span<float>(po + ((long)i * outLength), outLength));
+            }
+        });
+    }
+
     protected override void PatchifyCore(Tensor images, int patch, Tensor patches)
     {
         var (batch, channels, height, width) = (images.Shape[0], images.Shape[1], images.Shape[2], images.Shape[3]);

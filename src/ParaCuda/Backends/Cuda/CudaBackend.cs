@@ -30,6 +30,7 @@ public sealed class CudaBackend : Backend
     private readonly ConcurrentBag<nint> _events = [];
     private readonly List<CudaContext> _contexts = [];
     private readonly CudaContext _default;
+    private readonly Lazy<ComputeContext> _upload;
     private bool _disposed;
 
     private CudaBackend(IGpu gpu, int index, GemmPrecision precision, KernelSources sources, bool ownsGpu)
@@ -42,6 +43,7 @@ public sealed class CudaBackend : Backend
         Device = Device.Cuda(index);
         Allocator = new CachingAllocator(this);
         _default = (CudaContext)CreateContext("main");
+        _upload = new Lazy<ComputeContext>(() => CreateContext("uploads"));
     }
 
     /// <summary>The GPU this backend drives.</summary>
@@ -66,6 +68,8 @@ public sealed class CudaBackend : Backend
     }
 
     public override ComputeContext DefaultContext => _default;
+
+    public override ComputeContext UploadContext => _upload.Value;
 
     /// <summary>Whether the backend was disposed: its work has finished and its memory went with it.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed);

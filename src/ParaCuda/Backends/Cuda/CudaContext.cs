@@ -124,34 +124,34 @@ public sealed class CudaContext : ComputeContext, IDisposable
 /// </summary>
 internal sealed unsafe class HostStaging : IDisposable
 {
-    private const long Capacity = 1L << 20;
     private const long Alignment = 256;
 
     private readonly CudaContext _context;
-    private readonly nint _ring;
     private readonly Queue<(long Start, long End, nint Event)> _inFlight = new();
+    private long _capacity = 1L << 20;
+    private nint _ring;
     private long _head;
 
     public HostStaging(CudaContext context)
     {
         _context = context;
-        _ring = context.Gpu.AllocatePinned(Capacity);
+        _ring = context.Gpu.AllocatePinned(_capacity);
     }
 
     public void Copy(ReadOnlySpan<byte> bytes, ulong destination)
     {
-        if (bytes.Length > Capacity)
+        var size = (bytes.Length + Alignment - 1) / Alignment * Alignment;
+        if (2 * size > _capacity)
         {
-            fixed (byte* source = bytes)
-            {
-                _context.Gpu.CopyHostToDevice(destination, source, bytes.Length, _context.Stream);
-            }
-
-            return;
+            // Room for two uploads of this size, so one can fill while the other is still being copied.
+            Reclaim(0, _capacity);
+            _context.Gpu.FreePinned(_ring);
+            _capacity = Math.Max(2 * size, 2 * _capacity);
+            _ring = _context.Gpu.AllocatePinned(_capacity);
+            _head = 0;
         }
 
-        var size = (bytes.Length + Alignment - 1) / Alignment * Alignment;
-        if (_head + size > Capacity)
+        if (_head + size > _capacity)
         {
             _head = 0;
         }
@@ -168,7 +168,7 @@ internal sealed unsafe class HostStaging : IDisposable
 
     public void Dispose()
     {
-        Reclaim(0, Capacity);
+        Reclaim(0, _capacity);
         _context.Gpu.FreePinned(_ring);
     }
 

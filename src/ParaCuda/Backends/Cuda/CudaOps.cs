@@ -221,6 +221,18 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         Run("classify.cu", "count_correct", Grid(logits.Shape[0]), P(logits), P(labels), logits.Shape[0], logits.Shape[1], P(count));
     }
 
+    protected override void TransformImagesCore(Tensor pixels, Tensor draws, IReadOnlyList<float> scale, IReadOnlyList<float> black, Tensor images)
+    {
+        var channels = pixels.Shape[1];
+        if (channels > 4)
+        {
+            throw new TensorOpException(nameof(TransformImages), $"{channels}-channel images: the CUDA kernel takes at most 4 channels");
+        }
+
+        float At(IReadOnlyList<float> values, int c) => c < channels ? values[c] : 0f;
+        Run("transform_images.cu", "transform_images", Grid(images.NumElements), P(pixels), P(draws), pixels.Shape[0], channels, pixels.Shape[2], pixels.Shape[3], images.Shape[2], At(scale, 0), At(scale, 1), At(scale, 2), At(scale, 3), At(black, 0), At(black, 1), At(black, 2), At(black, 3), P(images));
+    }
+
     protected override void PatchifyCore(Tensor images, int patch, Tensor patches) =>
         Run("patchify.cu", "patchify", Grid(patches.NumElements), P(images), images.Shape[0], images.Shape[1], images.Shape[2], images.Shape[3], patch, P(patches));
 
