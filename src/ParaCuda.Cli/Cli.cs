@@ -15,6 +15,9 @@ internal static class Cli
     /// <summary>Exit code for training that diverged (NaN or infinite loss).</summary>
     public const int DivergedCode = 3;
 
+    /// <summary>Exit code for a device whose self-check found an op that disagrees with the CPU.</summary>
+    public const int CheckFailedCode = 4;
+
     /// <summary>Parses and runs one command line; returns the process exit code.</summary>
     public static int Main(string[] args)
     {

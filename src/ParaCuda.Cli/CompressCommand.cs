@@ -28,8 +28,13 @@ internal static class CompressCommand
     {
         var command = new Command("compress", "Keep a subset of a ParaFormer's branches: trade-off table for every k and a smaller checkpoint")
         {
-            s_checkpoint, s_out, s_keep, s_drop, s_strategy, s_refitEpochs, s_seed, s_batch, Options.Dataset, Options.Data, Options.Device,
+            s_checkpoint, s_out, s_keep, s_drop, s_strategy, s_refitEpochs, s_seed, s_batch, Options.Dataset, Options.Data,
         };
+        foreach (var option in Options.Placement)
+        {
+            command.Options.Add(option);
+        }
+
         command.SetAction(parse => Cli.Run(() => Compress(parse)));
         return command;
     }
@@ -70,13 +75,13 @@ internal static class CompressCommand
             throw new UserError($"--keep must be in 1..{config.Branches} (the checkpoint's branches), got {keep}");
         }
 
-        var context = Setup.Context(parse.GetValue(Options.Device)!, Cli.Notice);
+        using var placement = Setup.Placement(parse, Cli.Notice);
         var dataset = parse.GetValue(Options.Dataset)!;
         var seed = parse.GetValue(s_seed);
         var (trainSet, test) = Setup.Load(dataset, parse.GetValue(Options.Data), seed);
         Setup.CheckFits(config, test, $"{dataset} test set");
         var (train, validation, _, _, eval) = Setup.Split(trainSet, test, config, new TrainOptions { Seed = seed });
-        using var model = (ParaFormer)Checkpoint.LoadModel(source, context);
+        using var model = (ParaFormer)Checkpoint.LoadModel(source, placement.Main, placement.BranchContexts(config.Branches));
 
         var strategy = parse.GetValue(s_strategy)!;
         AnsiConsole.WriteLine($"{source}: {config.Branches} branches, {model.ParameterCount():N0} parameters; scoring branch subsets ({strategy}) on {validation.Count:N0} validation images");
@@ -115,7 +120,7 @@ internal static class CompressCommand
             ["paracuda.compressed_from"] = Path.GetFullPath(source),
             ["paracuda.kept_branches"] = chosen.Describe(),
         });
-        var report = new CompressionReport(Path.GetFullPath(source), strategy, context.Backend.Description, total, rows, chosen.Branches.Count, chosen.Describe(), refitEpochs, before, after);
+        var report = new CompressionReport(Path.GetFullPath(source), strategy, placement.Describe(), total, rows, chosen.Branches.Count, chosen.Describe(), refitEpochs, before, after);
         var jsonPath = Path.ChangeExtension(outPath, ".json");
         File.WriteAllText(jsonPath, report.ToJson());
         var plotPath = Path.ChangeExtension(outPath, ".png");

@@ -18,8 +18,13 @@ internal static class EvalCommand
     {
         var command = new Command("eval", "Evaluate a checkpoint on the test set, for every number of branches k")
         {
-            s_checkpoint, Options.Dataset, Options.Data, Options.Device, s_batch, s_json,
+            s_checkpoint, Options.Dataset, Options.Data, s_batch, s_json,
         };
+        foreach (var option in Options.Placement)
+        {
+            command.Options.Add(option);
+        }
+
         command.SetAction(parse => Cli.Run(() => Eval(parse)));
         return command;
     }
@@ -33,14 +38,14 @@ internal static class EvalCommand
         }
 
         var json = parse.GetValue(s_json);
-        var context = Setup.Context(parse.GetValue(Options.Device)!, n =>
+        using var placement = Setup.Placement(parse, n =>
         {
             if (!json)
             {
                 Cli.Notice(n);
             }
         });
-        using var model = Checkpoint.LoadModel(path, context);
+        using var model = Checkpoint.LoadModel(path, placement.Main, placement.BranchContexts(Checkpoint.ReadConfig(path).Branches));
         var dataset = parse.GetValue(Options.Dataset)!;
         var (_, test) = Setup.Load(dataset, parse.GetValue(Options.Data), seed: 1);
         Setup.CheckFits(model.Config, test, $"{dataset} test set");

@@ -39,9 +39,9 @@ internal static class ExpandCommand
     {
         var command = new Command("expand", "Append branches to a trained ParaFormer and train them on new data (continual learning)")
         {
-            s_checkpoint, s_add, s_freeze, s_classes, s_replay, s_balanceHead, s_protocol, s_out, Options.Dataset, Options.Data, Options.Device,
+            s_checkpoint, s_add, s_freeze, s_classes, s_replay, s_balanceHead, s_protocol, s_out, Options.Dataset, Options.Data,
         };
-        foreach (var option in RunOptions.All)
+        foreach (var option in Options.Placement.Concat(RunOptions.All))
         {
             command.Options.Add(option);
         }
@@ -94,7 +94,7 @@ internal static class ExpandCommand
             throw new UserError($"{source} holds a {config.Kind}; only a ParaFormer grows by branches");
         }
 
-        var context = Setup.Context(parse.GetValue(Options.Device)!, Cli.Notice);
+        using var placement = Setup.Placement(parse, Cli.Notice);
         var preset = Presets.Get(parse.GetValue(RunOptions.PresetName)!);
         var seed = parse.GetValue(RunOptions.Seed);
         var datasetName = parse.GetValue(Options.Dataset)!;
@@ -111,7 +111,8 @@ internal static class ExpandCommand
         };
         var outDirectory = parse.GetValue(s_out) ?? Path.Combine(TrainCommand.RunsDirectory, $"{DateTime.Now:yyyyMMdd-HHmmss}-expand-{options.Schedule}");
 
-        using var original = (ParaFormer)Checkpoint.LoadModel(source, context);
+        // Contexts for the new branches too: the grown model cycles over this list, so each new branch gets its own.
+        using var original = (ParaFormer)Checkpoint.LoadModel(source, placement.Main, placement.BranchContexts(config.Branches + add));
         using var model = Expansion.AddBranches(original, add, seed);
         AnsiConsole.WriteLine(
             $"{source}: {config.Branches} branches → {model.Branches.Count} ({model.ParameterCount():N0} parameters), existing {(options.FrozenBranches > 0 ? "frozen" : "fine-tuned")} | " +
@@ -151,7 +152,7 @@ internal static class ExpandCommand
 
         var balanceEpochs = BalanceHeadEpochs(parse);
 
-        var context = Setup.Context(parse.GetValue(Options.Device)!, Cli.Notice);
+        using var placement = Setup.Placement(parse, Cli.Notice);
         var preset = Presets.Get(parse.GetValue(RunOptions.PresetName)!);
         var seed = parse.GetValue(RunOptions.Seed);
         var datasetName = parse.GetValue(Options.Dataset)!;
@@ -194,7 +195,7 @@ internal static class ExpandCommand
                 return display;
             },
         };
-        var report = display.Show(() => protocol.Run(data, outDirectory, ModuleInit.Create(seed, context)));
+        var report = display.Show(() => protocol.Run(data, outDirectory, ModuleInit.Create(seed, placement.Main, placement.BranchContexts(config.Branches + add))));
         Print(report);
         var plot = Path.Combine(outDirectory, "continual.png");
         Plots.Bars(plot, $"class-incremental {datasetName}: test accuracy", "test accuracy (%)", report.Rows.Select(r => r.Method).ToList(), [

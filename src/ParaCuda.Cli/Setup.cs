@@ -1,5 +1,8 @@
+using System.CommandLine;
+using System.Globalization;
 using ParaCuda.Backends;
-using ParaCuda.Backends.Cpu;
+using ParaCuda.Backends.Cuda;
+using ParaCuda.Backends.Cuda.Emulator;
 using ParaCuda.Data;
 using ParaCuda.Models;
 using ParaCuda.Native;
@@ -15,35 +18,85 @@ internal static class Setup
 
     public static IReadOnlyList<string> DatasetNames { get; } = [.. Datasets.Names, SyntheticName];
 
-    /// <summary>The compute context for --device; "auto" falls back to the CPU with a one-line notice.</summary>
-    public static ComputeContext Context(string device, Action<string> notice)
+    /// <summary>
+    /// Where the command runs, from --device, --devices, --precision and --branch-exec: "auto" takes a GPU when
+    /// the driver finds one, else the CPU, with a one-line notice either way. Every inconsistency is a user error.
+    /// </summary>
+    public static Placement Placement(ParseResult parse, Action<string> notice)
     {
-        if (device.Equals("auto", StringComparison.OrdinalIgnoreCase))
+        ArgumentNullException.ThrowIfNull(parse);
+        var device = parse.GetValue(Options.Device)!.Trim().ToLowerInvariant();
+        var devicesText = parse.GetValue(Options.Devices);
+        var precision = parse.GetValue(Options.Precision) is { } p ? Enum.Parse<GemmPrecision>(p, ignoreCase: true) : (GemmPrecision?)null;
+        var execution = parse.GetValue(Options.BranchExec) is { } e ? Enum.Parse<BranchExecution>(e, ignoreCase: true) : BranchExecution.Streams;
+        if (device == "auto")
         {
-            notice(CudaDriver.IsAvailable
-                ? "device: a CUDA GPU is present, but this build has no CUDA backend yet; using the CPU"
-                : $"device: {CudaDriver.UnavailableReason}; using the CPU");
-            return CpuBackend.Instance.DefaultContext;
+            device = CudaDriver.IsAvailable ? "cuda" : "cpu";
+            notice(CudaDriver.IsAvailable ? $"device: auto picked the GPU ({CudaDriver.Name(0)})" : $"device: {CudaDriver.UnavailableReason}; using the CPU");
         }
 
-        Device parsed;
+        if (device == "cpu")
+        {
+            var cudaOnly = new[] { (Options.Devices, devicesText is not null), (Options.Precision, precision is not null), (Options.BranchExec, parse.GetValue(Options.BranchExec) is not null) }.Where(o => o.Item2).Select(o => o.Item1.Name).ToList();
+            return cudaOnly.Count > 0
+                ? throw new UserError($"{string.Join(", ", cudaOnly)} appl{(cudaOnly.Count == 1 ? "ies" : "y")} to CUDA devices; the CPU backend runs in float32, one branch after another")
+                : ParaCuda.Backends.Placement.Cpu;
+        }
+
+        var emulated = device == "emu";
+        int? named = null;
+        if (!emulated)
+        {
+            try
+            {
+                var parsed = Device.Parse(device);
+                named = parsed.Kind == DeviceKind.Cuda ? parsed.Index : throw new FormatException($"'{device}' is not a device");
+            }
+            catch (FormatException error)
+            {
+                throw new UserError($"--device: {error.Message} (or auto, or emu)");
+            }
+        }
+
+        var devices = devicesText is null ? [named ?? 0] : ParseDevices(devicesText);
+        if (named is { } index && devicesText is not null && !devices.Contains(index))
+        {
+            throw new UserError($"--device {device} and --devices {devicesText} disagree; give --device cuda with --devices");
+        }
+
+        if (!emulated && !CudaDriver.IsAvailable)
+        {
+            throw new UserError($"--device {device}: {CudaDriver.UnavailableReason}; use --device cpu, or --device emu to run the CUDA code on the emulated device");
+        }
+
+        if (emulated && EmulatedGpu.UnavailableReason is { } reason)
+        {
+            throw new UserError($"--device emu: {reason}");
+        }
+
         try
         {
-            parsed = Device.Parse(device);
+            return ParaCuda.Backends.Placement.Cuda(devices, emulated, execution, precision);
         }
-        catch (FormatException e)
+        catch (Exception error) when (error is CudaException or ArgumentException)
         {
-            throw new UserError($"--device: {e.Message} (or auto)");
+            throw new UserError($"--device {device}: {error.Message}");
+        }
+    }
+
+    private static int[] ParseDevices(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        var devices = new int[parts.Length];
+        for (var i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out devices[i]))
+            {
+                throw new UserError($"--devices: '{parts[i]}' is not a device number (expected e.g. 0,1 or 0,0)");
+            }
         }
 
-        if (parsed.Kind == DeviceKind.Cuda)
-        {
-            throw new UserError(CudaDriver.IsAvailable
-                ? $"--device {device}: this build has no CUDA backend yet; use --device cpu"
-                : $"--device {device}: {CudaDriver.UnavailableReason}; use --device cpu");
-        }
-
-        return CpuBackend.Instance.DefaultContext;
+        return devices;
     }
 
     /// <summary>Training and test sets of a named dataset (synthetic data is generated, the rest read from disk).</summary>

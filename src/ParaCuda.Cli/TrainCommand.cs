@@ -20,9 +20,9 @@ internal static class TrainCommand
     {
         var command = new Command("train", "Train a ParaFormer (or ViT baseline) with metrics, curves and checkpoints in an output folder")
         {
-            Options.Dataset, Options.Data, Options.Device, s_out, s_resume,
+            Options.Dataset, Options.Data, s_out, s_resume,
         };
-        foreach (var option in RunOptions.All)
+        foreach (var option in Options.Placement.Concat(RunOptions.All))
         {
             command.Options.Add(option);
         }
@@ -36,7 +36,7 @@ internal static class TrainCommand
         var preset = Presets.Get(parse.GetValue(RunOptions.PresetName)!);
         var seed = parse.GetValue(RunOptions.Seed);
         var datasetName = parse.GetValue(Options.Dataset)!;
-        var context = Setup.Context(parse.GetValue(Options.Device)!, Cli.Notice);
+        using var placement = Setup.Placement(parse, Cli.Notice);
         var (trainSet, test) = Setup.Load(datasetName, parse.GetValue(Options.Data), seed);
         var config = RunOptions.BuildModel(parse, preset, trainSet);
         var options = RunOptions.BuildTraining(parse, preset);
@@ -44,10 +44,10 @@ internal static class TrainCommand
 
         var resume = parse.GetValue(s_resume);
         var outDirectory = parse.GetValue(s_out) ?? (resume ? NewestRun() : NewRunName(preset.Name, config, options));
-        using var model = ModelFactory.Create(config, ModuleInit.Create(seed, context));
+        using var model = ModelFactory.Create(config, ModuleInit.Create(seed, placement.Main, placement.BranchContexts(config.Branches)));
         AnsiConsole.WriteLine(
             $"{config.Kind} '{preset.Name}': {RunOptions.Describe(config)}, {model.ParameterCount():N0} parameters | {datasetName}: {data.Train.Count:N0} train, {data.Validation.Count:N0} val, {test.Count:N0} test | " +
-            $"{options.Schedule}, {options.Epochs} epochs, batch {options.BatchSize}, {options.Optimizer} lr {options.LearningRate} | {context.Backend.Description} | out: {outDirectory}");
+            $"{options.Schedule}, {options.Epochs} epochs, batch {options.BatchSize}, {options.Optimizer} lr {options.LearningRate} | {placement.Describe()} | out: {outDirectory}");
 
         var curves = Path.Combine(outDirectory, "curves.png");
         var title = $"{config.Kind} {preset.Name} · {options.Schedule} · {datasetName}";

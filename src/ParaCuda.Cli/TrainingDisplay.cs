@@ -79,7 +79,7 @@ internal sealed class TrainingDisplay(Action<EpochMetrics> epochDone) : ITrainin
         var perK = string.Join(" ", metrics.Prefixes.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.K}:{p.TestAccuracy * 100:F1}")));
         var line = string.Create(
             CultureInfo.InvariantCulture,
-            $"{Run}epoch {metrics.Epoch}: train loss {metrics.TrainLoss:F4} acc {metrics.TrainAccuracy:P1} | val {metrics.ValAccuracy:P2} | test {metrics.TestAccuracy:P2} | test acc by k {perK} | {metrics.EpochSeconds:F0} s, {metrics.ImagesPerSecond:F0} img/s{(best ? " | best so far" : "")}");
+            $"{Run}epoch {metrics.Epoch}: train loss {metrics.TrainLoss:F4} acc {metrics.TrainAccuracy:P1} | val {metrics.ValAccuracy:P2} | test {metrics.TestAccuracy:P2} | test acc by k {perK} | {metrics.EpochSeconds:F0} s, {metrics.ImagesPerSecond:F0} img/s{Memory(metrics)}{(best ? " | best so far" : "")}");
         if (_progress is not null)
         {
             AnsiConsole.WriteLine(line);
@@ -91,4 +91,8 @@ internal sealed class TrainingDisplay(Action<EpochMetrics> epochDone) : ITrainin
 
         epochDone(metrics);
     }
+
+    private static string Memory(EpochMetrics m) => m.DevicePeakBytes is { } peak && m.DeviceReservedBytes is { } reserved
+        ? string.Create(CultureInfo.InvariantCulture, $" | GPU memory peak {peak / (double)(1L << 30):F2} GiB, reserved {reserved / (double)(1L << 30):F2} GiB")
+        : "";
 }

@@ -77,7 +77,7 @@ public static class Compressor
             }
         }
 
-        var kept = new ParaFormer(source.Config with { Branches = branches.Count }, ModuleInit.Create(0, source.Context));
+        var kept = new ParaFormer(source.Config with { Branches = branches.Count }, ModuleInit.Create(0, source.Context, source.BranchContexts));
         kept.LoadStateDict(renamed);
         return kept;
     }

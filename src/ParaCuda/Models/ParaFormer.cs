@@ -46,11 +46,13 @@ public sealed class Branch : Module
 public sealed class ParaFormer : VisionModel
 {
     /// <param name="config">Architecture; <see cref="ModelConfig.Kind"/> must be ParaFormer.</param>
-    /// <param name="init">Random state, and the context of the embedding and head.</param>
-    /// <param name="branchContexts">Context of each branch (cycled if shorter than the branch count); default: all on init's context.</param>
+    /// <param name="init">Random state, the context of the embedding and head, and (unless given) the branches'.</param>
+    /// <param name="branchContexts">Context of each branch (cycled if shorter than the branch count); default: init's branch contexts, else all on init's context.</param>
     public ParaFormer(ModelConfig config, ModuleInit init, IReadOnlyList<ComputeContext>? branchContexts = null)
         : base(config, init)
     {
+        branchContexts ??= init.BranchContexts;
+        BranchContexts = branchContexts;
         if (config.Kind != ModelKind.ParaFormer)
         {
             throw new ArgumentException($"config describes a {config.Kind}, not a ParaFormer", nameof(config));
@@ -67,6 +69,9 @@ public sealed class ParaFormer : VisionModel
     }
 
     public ModuleList<Branch> Branches { get; }
+
+    /// <summary>The branch placement this model was built with (cycled over its branches); null: all on <see cref="VisionModel.Context"/>. Models derived from it (compressed, expanded) keep it.</summary>
+    public IReadOnlyList<ComputeContext>? BranchContexts { get; }
 
     public override int Prefixes => Branches.Count;
 

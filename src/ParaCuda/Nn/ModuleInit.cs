@@ -6,28 +6,33 @@ namespace ParaCuda.Nn;
 /// <summary>
 /// What a module needs at construction: the context its parameters live on, the host RNG that draws
 /// their initial values (so a seed reproduces a model), and the model's dropout <see cref="Generator"/>.
+/// A model with branches also finds here the context of each branch (<see cref="BranchContexts"/>).
 /// <see cref="On"/> derives the same for another context, e.g. a branch's own stream.
 /// </summary>
 public sealed class ModuleInit
 {
-    private ModuleInit(ComputeContext context, Random random, Generator generator)
+    private ModuleInit(ComputeContext context, Random random, Generator generator, IReadOnlyList<ComputeContext>? branchContexts)
     {
         Context = context;
         Random = random;
         Generator = generator;
+        BranchContexts = branchContexts;
     }
 
     public ComputeContext Context { get; }
+
+    /// <summary>Where branch b of a model goes (cycled over the list); null: all on <see cref="Context"/>.</summary>
+    public IReadOnlyList<ComputeContext>? BranchContexts { get; }
 
     public Random Random { get; }
 
     public Generator Generator { get; }
 
-    public static ModuleInit Create(int seed, ComputeContext? context = null) =>
-        new(context ?? ComputeContext.Default, new Random(seed), new Generator((ulong)seed));
+    public static ModuleInit Create(int seed, ComputeContext? context = null, IReadOnlyList<ComputeContext>? branchContexts = null) =>
+        new(context ?? ComputeContext.Default, new Random(seed), new Generator((ulong)seed), branchContexts);
 
     /// <summary>The same random state, placing parameters on <paramref name="context"/>.</summary>
-    public ModuleInit On(ComputeContext context) => new(context, Random, Generator);
+    public ModuleInit On(ComputeContext context) => new(context, Random, Generator, null);
 
     /// <summary>U(-bound, bound), PyTorch's default for Linear weights and biases with bound = 1/√fan_in.</summary>
     public Parameter Uniform(Shape shape, float bound)

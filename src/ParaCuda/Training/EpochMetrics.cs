@@ -8,7 +8,9 @@ public sealed record PrefixMetrics(int K, double ValLoss, double ValAccuracy, do
 
 /// <summary>
 /// One line of <c>metrics.jsonl</c>: what an epoch did and how the model stands after it. Accuracies are
-/// fractions in [0, 1]; the overall validation and test figures are those of the full model (k = B).
+/// fractions in [0, 1]; the overall validation and test figures are those of the full model (k = B). On GPUs,
+/// the device memory the run's tensors peaked at and the memory the allocator held at the epoch's end (null on
+/// the CPU).
 /// </summary>
 public sealed record EpochMetrics(
     int Epoch,
@@ -24,7 +26,9 @@ public sealed record EpochMetrics(
     double EpochSeconds,
     double ImagesPerSecond,
     long Steps,
-    double ElapsedSeconds)
+    double ElapsedSeconds,
+    long? DevicePeakBytes = null,
+    long? DeviceReservedBytes = null)
 {
     /// <summary>snake_case JSON, one object per line, for pandas/jq users.</summary>
     public static JsonSerializerOptions Json { get; } = new()

@@ -180,6 +180,7 @@ public sealed class Trainer : IDisposable
         var prefixes = test.Select((t, i) => new PrefixMetrics(t.K, val?[i].Loss ?? double.NaN, val?[i].Accuracy ?? double.NaN, t.Loss, t.Accuracy)).ToList();
         var full = prefixes[^1];
         var seen = Math.Max(sums.Seen, 1);
+        var memory = _model.Parameters().Select(p => p.Context.Backend).OfType<Backends.Cuda.CudaBackend>().Distinct().Select(b => b.Memory).ToList();
         return new EpochMetrics(
             epoch + 1,
             _schedule.Name,
@@ -194,7 +195,9 @@ public sealed class Trainer : IDisposable
             sums.Seconds,
             sums.Images / Math.Max(sums.Seconds, 1e-9),
             steps,
-            elapsed);
+            elapsed,
+            memory.Count > 0 ? memory.Sum(m => m.PeakAllocated) : null,
+            memory.Count > 0 ? memory.Sum(m => m.Reserved) : null);
     }
 
     private TrainingState FreshState()

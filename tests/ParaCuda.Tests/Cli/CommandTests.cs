@@ -37,31 +37,9 @@ public class CommandTests
     [OneTimeTearDown]
     public void DeleteDirectory() => Directory.Delete(_dir, recursive: true);
 
-    private static (int Code, string Error) Run(params string[] args)
-    {
-        var saved = Console.Error;
-        using var error = new StringWriter();
-        Console.SetError(error);
-        try
-        {
-            return (ParaCuda.Cli.Cli.Main(args), error.ToString());
-        }
-        finally
-        {
-            Console.SetError(saved);
-        }
-    }
+    private static (int Code, string Error) Run(params string[] args) => CommandRunner.Run(args);
 
-    private static void AssertUserError((int Code, string Error) result, string expected)
-    {
-        Assert.Multiple(() =>
-        {
-            Assert.That(result.Code, Is.EqualTo(2), result.Error);
-            Assert.That(result.Error, Does.StartWith("error: "));
-            Assert.That(result.Error, Does.Contain(expected));
-            Assert.That(result.Error, Does.Not.Contain("   at "), "no stack trace");
-        });
-    }
+    private static void AssertUserError((int Code, string Error) result, string expected) => CommandRunner.AssertUserError(result, expected);
 
     private string Path_(string name) => Path.Combine(_dir, name);
 

@@ -74,6 +74,11 @@ public sealed class CudaBackend : Backend
     /// <summary>Whether the backend was disposed: its work has finished and its memory went with it.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed);
 
+    /// <summary>What computes the GEMMs: cuBLAS and its version, or the emulated device's reference.</summary>
+    public string BlasDescription => Gpu is DriverGpu
+        ? $"cuBLAS {DriverGpu.BlasVersion(((CudaContext)DefaultContext).Blas)}"
+        : "the emulated device's reference GEMM (cuBLAS's contract, double accumulation)";
+
     /// <summary>Bytes in use and held, now and at their peak.</summary>
     public MemoryStats Memory => Allocator.Stats;
 
