@@ -50,6 +50,31 @@ public class KernelCompileTests
         });
     }
 
+    /// <summary>The attention files are compiled once per head dimension: every per-lane count from 1 to 8, and the partial chunks of head dims that are not multiples of 32.</summary>
+    [TestCase(16)]
+    [TestCase(32)]
+    [TestCase(48)]
+    [TestCase(96)]
+    [TestCase(128)]
+    [TestCase(200)]
+    [TestCase(256)]
+    public void Attention_compiles_cleanly_for_every_head_dim(int headDim)
+    {
+        var sources = KernelSources.Load();
+        foreach (var file in new[] { "attention_forward.cu", "attention_backward.cu" })
+        {
+            var output = KernelCompiler.Compile(sources, file, 90, defines: [$"PC_HEAD_DIM={headDim}"]);
+            Assert.That(output.Log, Is.Empty, $"{file} with head dim {headDim}: NVRTC warnings count as failures");
+        }
+    }
+
+    [Test]
+    public void A_head_dim_beyond_the_kernels_fails_to_compile_with_the_reason()
+    {
+        var error = Assert.Throws<NvrtcException>(() => KernelCompiler.Compile(KernelSources.Load(), "attention_forward.cu", 90, defines: ["PC_HEAD_DIM=300"]));
+        Assert.That(error!.Message, Does.Contain("attention head dims run from 1 to 256"));
+    }
+
     [Test]
     public void A_broken_kernel_names_its_file_and_line()
     {

@@ -28,6 +28,7 @@ public sealed class CudaBackend : Backend
     private readonly ConcurrentDictionary<(string File, string Kernel, string Defines), KernelFunction> _kernels = new();
     private readonly ConcurrentDictionary<(string File, string Defines), nint> _modules = new();
     private readonly ConcurrentBag<nint> _events = [];
+    private readonly ConcurrentDictionary<nint, int> _sharedLimits = new();
     private readonly List<CudaContext> _contexts = [];
     private readonly CudaContext _default;
     private readonly Lazy<ComputeContext> _upload;
@@ -148,6 +149,19 @@ public sealed class CudaBackend : Backend
         {
             var module = _modules.GetOrAdd((file, key.Item3), _ => Gpu.LoadModule(Sources, file, defines));
             return _kernels.GetOrAdd(key, _ => new KernelFunction(Gpu.GetFunction(module, kernel), kernel));
+        }
+    }
+
+    /// <summary>
+    /// Raises <paramref name="kernel"/>'s dynamic shared-memory limit to <paramref name="bytes"/> when a launch
+    /// needs more than the default 48 KB (cuFuncSetAttribute), once per kernel and size.
+    /// </summary>
+    internal void AllowSharedMemory(KernelFunction kernel, int bytes)
+    {
+        if (bytes > Gpu.Properties.SharedMemoryPerBlock && _sharedLimits.GetValueOrDefault(kernel.Handle) < bytes)
+        {
+            Gpu.SetMaxDynamicSharedMemory(kernel.Handle, bytes);
+            _sharedLimits[kernel.Handle] = bytes;
         }
     }
 

@@ -76,6 +76,7 @@ public sealed class CudaContext : ComputeContext, IDisposable
     /// <summary>A launch whose kernel also reaches the buffers <paramref name="throughTables"/> lists through a pointer table.</summary>
     internal unsafe void Launch(KernelFunction kernel, Dim3 grid, Dim3 block, int sharedBytes, ReadOnlySpan<BufferAccess> throughTables, params ReadOnlySpan<KernelArgument> arguments)
     {
+        Cuda.AllowSharedMemory(kernel, sharedBytes);
         var slots = stackalloc ulong[arguments.Length];
         var pointers = stackalloc void*[arguments.Length];
         KernelArgument.Pack(arguments, slots, pointers);
