@@ -22,7 +22,7 @@ root.SetAction(parse =>
     var chosen = parse.GetValue(suite)!;
     if (parse.GetValue(device) == "cuda" || chosen is "kernels" or "model" or "epoch")
     {
-        AnsiConsole.MarkupLine("[red]error:[/] the CUDA backend is not part of this build yet; only --suite cpu --device cpu can run.");
+        AnsiConsole.MarkupLine("[red]error:[/] the GPU suites (--suite kernels|model|epoch, --device cuda) and their PyTorch reference are not built yet; only --suite cpu --device cpu runs.");
         return 2;
     }
 
