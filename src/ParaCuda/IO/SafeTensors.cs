@@ -16,10 +16,15 @@ namespace ParaCuda.IO;
 public static class SafeTensors
 {
     /// <summary>
-    /// Metadata key under which <see cref="Write"/> records the SHA-256 (lowercase hex) of the data
-    /// section, and <see cref="Read"/> verifies it. Other tools ignore it.
+    /// Metadata key under which <see cref="Write"/> records the SHA-256 (lowercase hex) of the whole file as it
+    /// would be with this value replaced by zeros: header and data, so a change to either (a model config, a
+    /// training state, a tensor's bytes) is found. <see cref="Read"/> and <see cref="Verify"/> check it. Other
+    /// tools ignore it.
     /// </summary>
-    public const string ChecksumMetadataKey = "paracuda.sha256";
+    public const string ChecksumMetadataKey = "paracuda.sha256.file";
+
+    /// <summary>Files written before <see cref="ChecksumMetadataKey"/> record the SHA-256 of the data section alone under this key; still verified.</summary>
+    public const string DataChecksumMetadataKey = "paracuda.sha256";
 
     /// <summary>Host staging buffer per copy: large enough to amortise the per-chunk overhead, small next to a checkpoint.</summary>
     private const int ChunkBytes = 4 << 20;
@@ -52,8 +57,8 @@ public static class SafeTensors
             header[key] = value ?? throw new ArgumentException($"metadata value of '{key}' is null", nameof(metadata));
         }
 
-        // The data is hashed as it is written, after the header; a placeholder of the digest's length
-        // keeps every offset fixed until the header is rewritten with the real value.
+        // The header is hashed with a placeholder of the digest's length in place of the digest, then the data
+        // as it is written; the placeholder keeps every offset fixed until the header is rewritten with the value.
         header[ChecksumMetadataKey] = new string('0', Sha256HexLength);
 
         var fullPath = Path.GetFullPath(path);
@@ -63,9 +68,11 @@ public static class SafeTensors
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1))
+            using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
             {
-                WriteHeader(stream, entries, header);
-                header[ChecksumMetadataKey] = WriteData(stream, entries);
+                hash.AppendData(WriteHeader(stream, entries, header));
+                WriteData(stream, entries, hash);
+                header[ChecksumMetadataKey] = Convert.ToHexStringLower(hash.GetHashAndReset());
                 stream.Position = 0;
                 WriteHeader(stream, entries, header);
                 stream.Flush(flushToDisk: true);
@@ -95,8 +102,8 @@ public static class SafeTensors
         ArgumentException.ThrowIfNullOrEmpty(path);
         using var stream = OpenRead(path);
         var header = SafeTensorsHeader.Read(stream, path);
-        header.Metadata.TryGetValue(ChecksumMetadataKey, out var recorded);
-        using var hash = recorded is null ? null : IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var (hash, recorded) = StartChecksum(header, path);
+        using var owned = hash;
         var tensors = new Dictionary<string, Tensor>(header.Entries.Count, StringComparer.Ordinal);
         try
         {
@@ -112,15 +119,7 @@ public static class SafeTensors
                 }
             }
 
-            if (hash is not null)
-            {
-                var actual = Convert.ToHexStringLower(hash.GetHashAndReset());
-                if (!string.Equals(actual, recorded, StringComparison.OrdinalIgnoreCase))
-                {
-                    throw SafeTensorsHeader.Malformed(path, $"data section is corrupted: checksum mismatch (the header records SHA-256 {recorded}, the data hashes to {actual})");
-                }
-            }
-
+            FinishChecksum(hash, recorded, path);
             return new SafeTensorsFile(path, tensors, header.Metadata);
         }
         catch
@@ -132,6 +131,34 @@ public static class SafeTensors
 
             throw;
         }
+    }
+
+    /// <summary>
+    /// Checks a file end to end without loading it: the header, the layout, and the checksum (of header and
+    /// data, or of the data alone in older files). Before a model is built from a file's header, this is what
+    /// makes that header trustworthy.
+    /// </summary>
+    /// <exception cref="CheckpointFormatException">The file is malformed, truncated or corrupted.</exception>
+    public static void Verify(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using var stream = OpenRead(path);
+        var header = SafeTensorsHeader.Read(stream, path);
+        var (hash, recorded) = StartChecksum(header, path);
+        using var owned = hash;
+        if (hash is null)
+        {
+            return;
+        }
+
+        var buffer = new byte[ChunkBytes];
+        int read;
+        while ((read = stream.Read(buffer)) > 0)
+        {
+            hash.AppendData(buffer, 0, read);
+        }
+
+        FinishChecksum(hash, recorded, path);
     }
 
     /// <summary>The <c>__metadata__</c> of a file, from its header alone (validated, but the checksum is not verified).</summary>
@@ -157,6 +184,45 @@ public static class SafeTensors
         }
 
         return index.AsReadOnly();
+    }
+
+    /// <summary>
+    /// The hash a file's checksum is checked with, already fed with the header (with the recorded digest
+    /// zeroed) when the checksum covers it; null when the file records none.
+    /// </summary>
+    private static (IncrementalHash? Hash, string? Recorded) StartChecksum(SafeTensorsHeader header, string path)
+    {
+        if (header.Metadata.TryGetValue(ChecksumMetadataKey, out var recorded))
+        {
+            var field = System.Text.Encoding.UTF8.GetBytes($"\"{ChecksumMetadataKey}\":\"{recorded}\"");
+            var raw = header.Raw.ToArray();
+            var at = raw.AsSpan().IndexOf(field);
+            if (recorded.Length != Sha256HexLength || at < 0)
+            {
+                throw SafeTensorsHeader.Malformed(path, $"its checksum entry \"{ChecksumMetadataKey}\" is not one written by ParaCuda");
+            }
+
+            raw.AsSpan(at + field.Length - 1 - Sha256HexLength, Sha256HexLength).Fill((byte)'0');
+            var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            hash.AppendData(raw);
+            return (hash, recorded);
+        }
+
+        return header.Metadata.TryGetValue(DataChecksumMetadataKey, out var data) ? (IncrementalHash.CreateHash(HashAlgorithmName.SHA256), data) : (null, null);
+    }
+
+    private static void FinishChecksum(IncrementalHash? hash, string? recorded, string path)
+    {
+        if (hash is null)
+        {
+            return;
+        }
+
+        var actual = Convert.ToHexStringLower(hash.GetHashAndReset());
+        if (!string.Equals(actual, recorded, StringComparison.OrdinalIgnoreCase))
+        {
+            throw SafeTensorsHeader.Malformed(path, $"file is corrupted: checksum mismatch (the header records SHA-256 {recorded}, the file hashes to {actual}); it was changed or damaged after it was written");
+        }
     }
 
     private static FileStream OpenRead(string path) =>
@@ -218,7 +284,8 @@ public static class SafeTensors
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "dtype has no safetensors name"),
     };
 
-    private static void WriteHeader(Stream stream, List<Planned> entries, SortedDictionary<string, string> metadata)
+    /// <summary>Writes the length prefix, the JSON and its padding; returns those bytes.</summary>
+    private static byte[] WriteHeader(Stream stream, List<Planned> entries, SortedDictionary<string, string> metadata)
     {
         var json = new ArrayBufferWriter<byte>();
         using (var writer = new Utf8JsonWriter(json, s_json))
@@ -254,17 +321,17 @@ public static class SafeTensors
 
         // Spaces pad the header so that the data section starts 8-byte aligned, as the reference writer does.
         var padding = (8 - (json.WrittenCount % 8)) % 8;
-        Span<byte> prefix = stackalloc byte[SafeTensorsHeader.PrefixBytes];
-        BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)(json.WrittenCount + padding));
-        stream.Write(prefix);
-        stream.Write(json.WrittenSpan);
-        stream.Write("        "u8[..padding]);
+        var bytes = new byte[SafeTensorsHeader.PrefixBytes + json.WrittenCount + padding];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)(json.WrittenCount + padding));
+        json.WrittenSpan.CopyTo(bytes.AsSpan(SafeTensorsHeader.PrefixBytes));
+        bytes.AsSpan(SafeTensorsHeader.PrefixBytes + json.WrittenCount).Fill((byte)' ');
+        stream.Write(bytes);
+        return bytes;
     }
 
-    /// <summary>Streams every tensor's bytes in file order; returns the data section's SHA-256 in hex.</summary>
-    private static string WriteData(Stream stream, List<Planned> entries)
+    /// <summary>Streams every tensor's bytes in file order into the stream and the hash.</summary>
+    private static void WriteData(Stream stream, List<Planned> entries, IncrementalHash hash)
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[StagingLength(entries.Select(e => e.End - e.Begin))];
         using (TensorScope.Unscoped())
         {
@@ -273,8 +340,6 @@ public static class SafeTensors
                 Store(stream, entry.Tensor, buffer, hash);
             }
         }
-
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
     private static void Store(Stream stream, Tensor tensor, byte[] buffer, IncrementalHash hash)

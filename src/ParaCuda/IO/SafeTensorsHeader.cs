@@ -23,13 +23,17 @@ internal sealed class SafeTensorsHeader
     private static readonly Dictionary<string, DType> s_dtypes =
         Enum.GetValues<DType>().ToDictionary(d => d.SafetensorsName(), StringComparer.Ordinal);
 
-    private SafeTensorsHeader(List<Entry> entries, IReadOnlyDictionary<string, string> metadata, long dataStart, long dataLength)
+    private SafeTensorsHeader(List<Entry> entries, IReadOnlyDictionary<string, string> metadata, long dataStart, long dataLength, byte[] raw)
     {
+        Raw = raw;
         Entries = entries;
         Metadata = metadata;
         DataStart = dataStart;
         DataLength = dataLength;
     }
+
+    /// <summary>The header as it is in the file: the length prefix and the JSON (with any padding).</summary>
+    public ReadOnlyMemory<byte> Raw { get; }
 
     /// <summary>The tensors, ordered by their position in the data section.</summary>
     public IReadOnlyList<Entry> Entries { get; }
@@ -63,10 +67,11 @@ internal sealed class SafeTensorsHeader
             throw Malformed(path, $"header length {headerLength} exceeds the {fileLength - PrefixBytes} bytes that follow the length field: truncated file or corrupt header");
         }
 
-        var json = new byte[headerLength];
-        stream.ReadExactly(json);
+        var raw = new byte[PrefixBytes + (long)headerLength];
+        prefix.CopyTo(raw);
+        stream.ReadExactly(raw.AsSpan(PrefixBytes));
         var dataStart = PrefixBytes + (long)headerLength;
-        return Parse(json, dataStart, fileLength - dataStart, path);
+        return Parse(raw, dataStart, fileLength - dataStart, path);
     }
 
     /// <summary>The exception for a malformed file: the message names the file, then the problem.</summary>
@@ -76,9 +81,10 @@ internal sealed class SafeTensorsHeader
         return inner is null ? new CheckpointFormatException(message) : new CheckpointFormatException(message, inner);
     }
 
-    private static SafeTensorsHeader Parse(byte[] json, long dataStart, long dataLength, string path)
+    private static SafeTensorsHeader Parse(byte[] raw, long dataStart, long dataLength, string path)
     {
-        if (!Utf8.IsValid(json))
+        var json = raw.AsMemory(PrefixBytes);
+        if (!Utf8.IsValid(json.Span))
         {
             throw Malformed(path, "header is not valid UTF-8");
         }
@@ -126,7 +132,7 @@ internal sealed class SafeTensorsHeader
                 : a.End != b.End ? a.End.CompareTo(b.End)
                 : string.CompareOrdinal(a.Name, b.Name));
             CheckLayout(entries, dataStart, dataLength, path);
-            return new SafeTensorsHeader(entries, metadata, dataStart, dataLength);
+            return new SafeTensorsHeader(entries, metadata, dataStart, dataLength, raw);
         }
     }
 

@@ -60,6 +60,31 @@ public sealed record ModelConfig
     [JsonIgnore]
     public BlockConfig Block => new(Dim, Heads, MlpDim, Dropout, Skip, HeadDim);
 
+    /// <summary>
+    /// The parameters a model of this config has, without building it (for checking a checkpoint's config
+    /// against its tensors, and a request against the memory there is): the patch embedding (projection, CLS,
+    /// positions), each block (two LayerNorms, qkv without bias, the output projection, the MLP), the head.
+    /// Saturates at <see cref="long.MaxValue"/> for absurd configs instead of overflowing.
+    /// </summary>
+    public long ParameterCount()
+    {
+        checked
+        {
+            try
+            {
+                long dim = Dim, inner = (long)Heads * (HeadDim == 0 ? Dim / Math.Max(Heads, 1) : HeadDim), mlp = MlpDim;
+                var embed = (((long)Patch * Patch * Channels * dim) + dim) + dim + ((long)Tokens * dim);
+                var block = (2 * dim) + (dim * 3 * inner) + ((inner * dim) + dim) + (2 * dim) + ((dim * mlp) + mlp) + ((mlp * dim) + dim);
+                var blocks = Kind == ModelKind.ParaFormer ? (long)Branches * BranchDepth : Depth;
+                return embed + (blocks * block) + (2 * dim) + (dim * Classes) + Classes;
+            }
+            catch (OverflowException)
+            {
+                return long.MaxValue;
+            }
+        }
+    }
+
     /// <summary>Why this config cannot build a model, or null when it can.</summary>
     public string? Problem()
     {

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using ParaCuda.Backends;
 using ParaCuda.IO;
@@ -102,23 +103,40 @@ public static class Checkpoint
         SafeTensors.Write(path, tensors, meta);
     }
 
-    /// <summary>The model config stored in a checkpoint, without reading its tensors.</summary>
+    /// <summary>
+    /// The model config stored in a checkpoint, trustworthy enough to build a model from: the file's checksum
+    /// (which covers the header) is verified first, and the config must describe exactly the parameters the
+    /// file's tensors hold, so a config that promises more than the file has never gets to allocate.
+    /// </summary>
     public static ModelConfig ReadConfig(string path)
     {
+        SafeTensors.Verify(path);
         var metadata = SafeTensors.ReadMetadata(path);
         if (!metadata.TryGetValue(ConfigKey, out var json))
         {
             throw Bad(path, "it has no ParaCuda model config in its metadata (was it written by ParaCuda?)");
         }
 
+        ModelConfig config;
         try
         {
-            return ModelConfig.FromJson(json);
+            config = ModelConfig.FromJson(json);
         }
         catch (JsonException e)
         {
             throw Bad(path, $"its model config is not valid JSON ({e.Message})");
         }
+
+        if (config.Problem() is { } problem)
+        {
+            throw Bad(path, $"its model config cannot build a model ({problem})");
+        }
+
+        var held = SafeTensors.ReadIndex(path).Where(e => !e.Key.StartsWith(OptimizerPrefix, StringComparison.Ordinal)).Sum(e => e.Value.Shape.NumElements);
+        var described = config.ParameterCount();
+        return held == described
+            ? config
+            : throw Bad(path, string.Create(CultureInfo.InvariantCulture, $"its model config describes {described:N0} parameters but its tensors hold {held:N0}: the config and the weights do not belong together"));
     }
 
     /// <summary>Builds the model a checkpoint describes and loads its weights (from either kind of checkpoint).</summary>

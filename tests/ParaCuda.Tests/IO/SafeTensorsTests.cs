@@ -140,7 +140,7 @@ public class SafeTensorsTests
         Assert.That(properties[0].Name, Is.EqualTo("__metadata__"));
         var metadata = properties[0].Value;
         Assert.That(metadata.GetProperty("k").GetString(), Is.EqualTo("v"));
-        Assert.That(metadata.GetProperty(SafeTensors.ChecksumMetadataKey).GetString(), Is.EqualTo(Convert.ToHexStringLower(SHA256.HashData(data))));
+        Assert.That(metadata.GetProperty(SafeTensors.ChecksumMetadataKey).GetString(), Is.EqualTo(FileChecksum(bytes)), "SHA-256 of the whole file with the digest zeroed");
 
         var entries = properties.Skip(1).ToList();
         Assert.That(entries.Select(p => p.Name), Is.EqualTo(new[] { "b", "e", "c", "a", "d" }), "widest dtype first, then by name, as the reference writer orders them");
@@ -229,7 +229,7 @@ public class SafeTensorsTests
 
         Assert.That(file.Tensors, Is.Empty);
         Assert.That(file.Metadata["only"], Is.EqualTo("metadata"));
-        Assert.That(file.Metadata[SafeTensors.ChecksumMetadataKey], Is.EqualTo(Convert.ToHexStringLower(SHA256.HashData([]))));
+        Assert.That(file.Metadata[SafeTensors.ChecksumMetadataKey], Is.EqualTo(FileChecksum(File.ReadAllBytes(path))));
         Assert.That(new FileInfo(path).Length % 8, Is.Zero);
     }
 
@@ -407,7 +407,55 @@ public class SafeTensorsTests
         var path = WriteSample("flipped.safetensors");
         FlipLastByte(path);
 
-        AssertRejected(path, "data section is corrupted: checksum mismatch");
+        AssertRejected(path, "file is corrupted: checksum mismatch");
+        Assert.That(() => SafeTensors.Verify(path), Throws.TypeOf<CheckpointFormatException>().With.Message.Contains("checksum mismatch"), "Verify checks the file without loading it");
+    }
+
+    [Test]
+    public void An_edited_header_fails_the_checksum()
+    {
+        var path = Combine("edited.safetensors");
+        SafeTensors.Write(path, new Dictionary<string, Tensor> { ["w"] = Tensor.FromArray([1f, 2f], new Shape(2)) }, new Dictionary<string, string> { ["paracuda.config"] = "{\"branches\":4}" });
+        var bytes = File.ReadAllBytes(path);
+        var text = Encoding.UTF8.GetString(bytes);
+        var at = text.IndexOf("\\\"branches\\\":4", StringComparison.Ordinal);
+        Assert.That(at, Is.GreaterThan(0));
+        bytes[at + "\\\"branches\\\":".Length] = (byte)'9';
+        File.WriteAllBytes(path, bytes);
+
+        AssertRejected(path, "file is corrupted: checksum mismatch");
+        Assert.That(() => SafeTensors.Verify(path), Throws.TypeOf<CheckpointFormatException>().With.Message.Contains("changed or damaged after it was written"));
+    }
+
+    [Test]
+    public void A_file_with_the_older_data_only_checksum_is_still_verified()
+    {
+        var path = Combine("legacy.safetensors");
+        var data = new byte[8];
+        BinaryPrimitives.WriteSingleLittleEndian(data, 1.5f);
+        BinaryPrimitives.WriteSingleLittleEndian(data.AsSpan(4), -2f);
+        var header = $"{{\"__metadata__\":{{\"{SafeTensors.DataChecksumMetadataKey}\":\"{Convert.ToHexStringLower(SHA256.HashData(data))}\"}},\"w\":{{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}}}";
+        var headerBytes = Encoding.UTF8.GetBytes(header.PadRight((header.Length + 7) / 8 * 8));
+        var prefix = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)headerBytes.Length);
+        File.WriteAllBytes(path, [.. prefix, .. headerBytes, .. data]);
+        using (var file = SafeTensors.Read(path))
+        {
+            Assert.That(file.Tensors["w"].ToArray<float>(), Is.EqualTo(new[] { 1.5f, -2f }));
+        }
+
+        FlipLastByte(path);
+        AssertRejected(path, "checksum mismatch");
+    }
+
+    /// <summary>SHA-256 of a file written by <see cref="SafeTensors.Write"/>, with its recorded digest zeroed: the value it records.</summary>
+    private static string FileChecksum(byte[] file)
+    {
+        var key = Encoding.UTF8.GetBytes($"\"{SafeTensors.ChecksumMetadataKey}\":\"");
+        var at = file.AsSpan().IndexOf(key) + key.Length;
+        var zeroed = file.ToArray();
+        zeroed.AsSpan(at, 64).Fill((byte)'0');
+        return Convert.ToHexStringLower(SHA256.HashData(zeroed));
     }
 
     [Test]
