@@ -1,3 +1,4 @@
+#!/usr/bin/env pwsh
 # Thin wrapper over the dotnet commands in README.md: ./build.ps1 build | test | publish | kit
 param([ValidateSet('build', 'test', 'publish', 'kit')][string]$Task = 'build')
 $ErrorActionPreference = 'Stop'

@@ -17,12 +17,12 @@ internal static class CompressCommand
 {
     private static readonly Option<string> s_checkpoint = new("--checkpoint") { Description = "A ParaFormer checkpoint written by paracuda train", Required = true };
     private static readonly Option<string> s_out = new("--out") { Description = "Where to write the compressed checkpoint (.safetensors); the trade-off goes beside it as .json and .png", Required = true };
-    private static readonly Option<int?> s_keep = new("--keep") { Description = "Keep this many branches" };
-    private static readonly Option<double?> s_drop = new("--target-accuracy-drop") { Description = "Keep the fewest branches whose validation accuracy is within this many percentage points of the full model's" };
+    private static readonly Option<int?> s_keep = new Option<int?>("--keep") { Description = "Keep this many branches" }.Positive();
+    private static readonly Option<double?> s_drop = new Option<double?>("--target-accuracy-drop") { Description = "Keep the fewest branches whose validation accuracy is within this many percentage points of the full model's" }.NotNegative();
     private static readonly Option<string> s_strategy = Options.Choice("--strategy", "greedy (subset search on the validation split, never worse there than first-k) or first-k", "greedy", [.. BranchSelection.Strategies]);
-    private static readonly Option<int> s_refitEpochs = new("--refit-epochs") { Description = "Re-fit the shared head on the kept branches for this many epochs (0: keep it as trained)" };
+    private static readonly Option<int> s_refitEpochs = new Option<int>("--refit-epochs") { Description = "Re-fit the shared head on the kept branches for this many epochs (0: keep it as trained)" }.NotNegative();
     private static readonly Option<int> s_seed = new("--seed") { Description = "Seed of the validation split (use the training run's) and of the re-fit", DefaultValueFactory = _ => 1 };
-    private static readonly Option<int> s_batch = new("--batch") { Description = "Throughput batch size", DefaultValueFactory = _ => 256 };
+    private static readonly Option<int> s_batch = new Option<int>("--batch") { Description = "Throughput batch size", DefaultValueFactory = _ => 256 }.Positive();
 
     public static Command Create()
     {
@@ -47,12 +47,12 @@ internal static class CompressCommand
             throw new UserError("give exactly one of --keep K and --target-accuracy-drop POINTS");
         }
 
-        if (drop is < 0 or > 100)
+        if (drop > 100)
         {
             throw new UserError($"--target-accuracy-drop is in percentage points, 0..100; got {drop}");
         }
 
-        var source = parse.GetValue(s_checkpoint)!;
+        var source = Setup.CheckpointFile(parse.GetValue(s_checkpoint)!, "--checkpoint");
         var outPath = Path.GetFullPath(parse.GetValue(s_out)!);
         if (!outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
@@ -81,10 +81,11 @@ internal static class CompressCommand
         var (trainSet, test) = Setup.Load(dataset, parse.GetValue(Options.Data), seed);
         Setup.CheckFits(config, test, $"{dataset} test set");
         var (train, validation, _, _, eval) = Setup.Split(trainSet, test, config, new TrainOptions { Seed = seed });
+        MemoryBudget.Check($"compressing {config.ParameterCount():N0} parameters, timed on batches of {parse.GetValue(s_batch)} (lower --batch)", MemoryBudget.ForInference(config, Math.Max(parse.GetValue(s_batch), 1000)), placement);
         using var model = (ParaFormer)Checkpoint.LoadModel(source, placement.Main, placement.BranchContexts(config.Branches));
 
         var strategy = parse.GetValue(s_strategy)!;
-        AnsiConsole.WriteLine($"{source}: {config.Branches} branches, {model.ParameterCount():N0} parameters; scoring branch subsets ({strategy}) on {validation.Count:N0} validation images");
+        AnsiConsole.WriteLine($"{source}: {Count.Of(config.Branches, "branch", "branches")}, {model.ParameterCount():N0} parameters; scoring branch subsets ({strategy}) on {validation.Count:N0} validation images");
         var valFeatures = BranchFeatures.Extract(model, validation, eval, 1000);
         var testFeatures = BranchFeatures.Extract(model, test, eval, 1000);
         var subsets = BranchSelection.Select(strategy, model.Head, valFeatures);
@@ -130,7 +131,7 @@ internal static class CompressCommand
         var (sourceBytes, outBytes) = (new FileInfo(source).Length, new FileInfo(outPath).Length);
         AnsiConsole.WriteLine(
             $"kept branches {chosen.Describe()} of {config.Branches}: compression {(double)total / result.ParameterCount():F2}×, test accuracy {before:P2}" +
-            (refitEpochs > 0 ? $" → {after:P2} after re-fitting the head for {refitEpochs} epochs" : "") +
+            (refitEpochs > 0 ? $" → {after:P2} after re-fitting the head for {Count.Of(refitEpochs, "epoch")}" : "") +
             $". Wrote {outPath} ({outBytes / 1024.0:N0} KiB; source {sourceBytes / 1024.0:N0} KiB), {jsonPath}, {plotPath}.");
         return 0;
     }

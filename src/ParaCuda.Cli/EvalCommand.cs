@@ -10,7 +10,7 @@ namespace ParaCuda.Cli;
 internal static class EvalCommand
 {
     private static readonly Option<string> s_checkpoint = new("--checkpoint") { Description = "A .safetensors checkpoint written by paracuda", Required = true };
-    private static readonly Option<int> s_batch = new("--batch") { Description = "Evaluation batch size", DefaultValueFactory = _ => 1000 };
+    private static readonly Option<int> s_batch = new Option<int>("--batch") { Description = "Evaluation batch size", DefaultValueFactory = _ => 1000 }.Positive();
     private static readonly Option<bool> s_json = new("--json") { Description = "Print JSON instead of a table" };
     private static readonly JsonSerializerOptions s_indented = new() { WriteIndented = true };
 
@@ -31,12 +31,7 @@ internal static class EvalCommand
 
     private static int Eval(ParseResult parse)
     {
-        var path = parse.GetValue(s_checkpoint)!;
-        if (!File.Exists(path))
-        {
-            throw new UserError($"--checkpoint: {path} does not exist");
-        }
-
+        var path = Setup.CheckpointFile(parse.GetValue(s_checkpoint)!, "--checkpoint");
         var json = parse.GetValue(s_json);
         using var placement = Setup.Placement(parse, n =>
         {
@@ -45,7 +40,10 @@ internal static class EvalCommand
                 Cli.Notice(n);
             }
         });
-        using var model = Checkpoint.LoadModel(path, placement.Main, placement.BranchContexts(Checkpoint.ReadConfig(path).Branches));
+        var config = Checkpoint.ReadConfig(path);
+        var batch = parse.GetValue(s_batch);
+        MemoryBudget.Check($"evaluating {config.ParameterCount():N0} parameters on batches of {batch} (lower --batch)", MemoryBudget.ForInference(config, batch), placement);
+        using var model = Checkpoint.LoadModel(path, placement.Main, placement.BranchContexts(config.Branches));
         var dataset = parse.GetValue(Options.Dataset)!;
         var (_, test) = Setup.Load(dataset, parse.GetValue(Options.Data), seed: 1);
         Setup.CheckFits(model.Config, test, $"{dataset} test set");

@@ -23,14 +23,14 @@ internal static class ExpandCommand
     private const int DefaultBalanceEpochs = 30;
 
     private static readonly Option<string?> s_checkpoint = new("--checkpoint") { Description = "The ParaFormer checkpoint to grow (not with --protocol)" };
-    private static readonly Option<int?> s_add = new("--add-branches") { Description = "Branches to append (with --protocol, default: as many as the model starts with)" };
+    private static readonly Option<int?> s_add = new Option<int?>("--add-branches") { Description = "Branches to append (with --protocol, default: as many as the model starts with)" }.Positive();
     private static readonly Option<bool> s_freeze = new("--freeze-existing") { Description = "Keep the existing branches and the embedding fixed; only the new branches and the head train" };
     private static readonly Option<string?> s_classes = new("--classes") { Description = "Train on these classes only, e.g. 5-9 or 0,2,4 (default: all)" };
-    private static readonly Option<int> s_replay = new("--replay") { Description = "Mix this many images of the other (old) classes into the new data" };
-    private static readonly Option<int?> s_balanceHead = new("--balance-head")
+    private static readonly Option<int> s_replay = new Option<int>("--replay") { Description = "Mix this many images of the other (old) classes into the new data" }.NotNegative();
+    private static readonly Option<int?> s_balanceHead = new Option<int?>("--balance-head")
     {
         Description = $"After training, re-fit the head for N epochs on an equal number of images per class (the replay buffer against as many new images); default {DefaultBalanceEpochs} with --replay, 0 without",
-    };
+    }.NotNegative();
 
     private static readonly Option<string?> s_protocol = Options.Choice<string?>("--protocol", "split-classes: train on the first half of the classes, expand on the second half, compare with fine-tuning and training from scratch", null, ["split-classes"]);
     private static readonly Option<string?> s_out = new("--out") { Description = $"Output folder (default: a new folder under {TrainCommand.RunsDirectory}/)" };
@@ -55,11 +55,6 @@ internal static class ExpandCommand
     {
         var replay = parse.GetValue(s_replay);
         var epochs = parse.GetValue(s_balanceHead) ?? (replay > 0 ? DefaultBalanceEpochs : 0);
-        if (epochs < 0)
-        {
-            throw new UserError($"--balance-head must be 0 or more epochs, got {epochs}");
-        }
-
         if (epochs > 0 && replay <= 0)
         {
             throw new UserError("--balance-head needs old-class images to balance against: add --replay N");
@@ -70,7 +65,7 @@ internal static class ExpandCommand
 
     private static int Expand(ParseResult parse)
     {
-        var source = parse.GetValue(s_checkpoint) ?? throw new UserError("give --checkpoint F (the model to grow) or --protocol split-classes");
+        var source = Setup.CheckpointFile(parse.GetValue(s_checkpoint) ?? throw new UserError("give --checkpoint F (the model to grow) or --protocol split-classes"), "--checkpoint");
         var add = parse.GetValue(s_add) ?? throw new UserError("give --add-branches M");
         if (add < 1)
         {
@@ -102,6 +97,8 @@ internal static class ExpandCommand
         Setup.CheckFits(config, trainSet, $"{datasetName} training set");
         var keep = ParseClasses(parse.GetValue(s_classes), config.Classes);
         var options = Expansion.ForNewBranches(RunOptions.BuildTraining(parse, preset), config.Branches, parse.GetValue(s_freeze));
+        var grown = config with { Branches = config.Branches + add };
+        MemoryBudget.Check($"training {grown.ParameterCount():N0} parameters ({config.Branches} + {Count.Of(add, "branch", "branches")}) on batches of {options.BatchSize} (lower --add-branches or --batch)", MemoryBudget.ForTraining(grown, options.BatchSize), placement);
         var split = Setup.Split(trainSet, test, config, options);
         var data = split with
         {
@@ -115,11 +112,18 @@ internal static class ExpandCommand
         using var original = (ParaFormer)Checkpoint.LoadModel(source, placement.Main, placement.BranchContexts(config.Branches + add));
         using var model = Expansion.AddBranches(original, add, seed);
         AnsiConsole.WriteLine(
-            $"{source}: {config.Branches} branches → {model.Branches.Count} ({model.ParameterCount():N0} parameters), existing {(options.FrozenBranches > 0 ? "frozen" : "fine-tuned")} | " +
-            $"{data.Train.Count:N0} training images ({data.Train.Name}) | {options.Schedule} over k = {options.FirstPrefix}..{model.Branches.Count}, {options.Epochs} epochs | out: {outDirectory}");
+            $"{source}: {Count.Of(config.Branches, "branch", "branches")} → {model.Branches.Count} ({model.ParameterCount():N0} parameters), existing {(options.FrozenBranches > 0 ? "frozen" : "fine-tuned")} | " +
+            $"{data.Train.Count:N0} training images ({data.Train.Name}) | {options.Schedule} over k = {options.FirstPrefix}..{model.Branches.Count}, {Count.Of(options.Epochs, "epoch")} | out: {outDirectory}");
         var display = new TrainingDisplay(_ => { });
         using var trainer = new Trainer(model, options, data, outDirectory, display);
-        var result = display.Show(() => trainer.Run());
+        using var stop = new StopRequest(display);
+        var result = display.Show(() => trainer.Run(ct: stop.Token));
+        if (!result.Completed)
+        {
+            AnsiConsole.WriteLine($"stopped after {Count.Of(result.Steps, "optimizer step")}; the expanded model so far is in {result.LastCheckpoint} (an expansion cannot be resumed: run expand again to train the new branches in full)");
+            return 0;
+        }
+
         var last = result.Epochs[^1];
         var table = new Table().Title("test accuracy by number of branches k (on the selected classes)").AddColumns("k", "test acc", "");
         foreach (var p in last.Prefixes)
@@ -128,7 +132,7 @@ internal static class ExpandCommand
         }
 
         AnsiConsole.Write(table);
-        AnsiConsole.WriteLine($"wrote {Path.Combine(outDirectory, Trainer.BestFile)} and {Path.Combine(outDirectory, Trainer.LastFile)} ({model.Branches.Count} branches)");
+        AnsiConsole.WriteLine($"wrote {Path.Combine(outDirectory, Trainer.BestFile)} and {Path.Combine(outDirectory, Trainer.LastFile)} ({Count.Of(model.Branches.Count, "branch", "branches")})");
         if (balanceEpochs > 0)
         {
             var balanced = Expansion.BalanceHead(model, data.Train, data.EvalTransform, balanceEpochs, seed);
@@ -136,7 +140,7 @@ internal static class ExpandCommand
             var path = Path.Combine(outDirectory, BalancedFile);
             Checkpoint.SaveModel(path, model);
             AnsiConsole.WriteLine(
-                $"head re-fit for {balanceEpochs} epochs on {balanced.Name}: test accuracy {Accuracy(data.Test):F2} % on the selected classes, " +
+                $"head re-fit for {Count.Of(balanceEpochs, "epoch")} on {balanced.Name}: test accuracy {Accuracy(data.Test):F2} % on the selected classes, " +
                 $"{Accuracy(split.Test):F2} % on all classes; wrote {path}");
         }
 
@@ -151,6 +155,10 @@ internal static class ExpandCommand
         }
 
         var balanceEpochs = BalanceHeadEpochs(parse);
+        if (parse.GetValue(RunOptions.MaxSteps) > 0)
+        {
+            throw new UserError("--max-steps does not apply to --protocol split-classes: its comparison needs every run to finish");
+        }
 
         using var placement = Setup.Placement(parse, Cli.Notice);
         var preset = Presets.Get(parse.GetValue(RunOptions.PresetName)!);
@@ -170,6 +178,8 @@ internal static class ExpandCommand
             throw new UserError($"--add-branches must be at least 1, got {add}");
         }
 
+        var grown = config with { Branches = config.Branches + add };
+        MemoryBudget.Check($"training {grown.ParameterCount():N0} parameters ({config.Branches} + {Count.Of(add, "branch", "branches")}) on batches of {options.BatchSize} (lower --add-branches or --batch)", MemoryBudget.ForTraining(grown, options.BatchSize), placement);
         var data = Setup.Split(trainSet, test, config, options);
         var outDirectory = parse.GetValue(s_out) ?? Path.Combine(TrainCommand.RunsDirectory, $"{DateTime.Now:yyyyMMdd-HHmmss}-split-classes");
         if (Directory.Exists(outDirectory) && Directory.EnumerateFileSystemEntries(outDirectory).Any())
@@ -178,8 +188,8 @@ internal static class ExpandCommand
         }
 
         AnsiConsole.WriteLine(
-            $"split-classes on {datasetName}: {config.Branches} branches ({RunOptions.Describe(config)}), then +{add}; {options.Schedule}, {options.Epochs} epochs per phase; " +
-            $"replay {parse.GetValue(s_replay)} images{(balanceEpochs > 0 ? $", balanced head {balanceEpochs} epochs" : "")}; existing branches {(parse.GetValue(s_freeze) ? "frozen" : "fine-tuned")} | out: {outDirectory}");
+            $"split-classes on {datasetName}: {Count.Of(config.Branches, "branch", "branches")} ({RunOptions.Describe(config)}), then +{add}; {options.Schedule}, {Count.Of(options.Epochs, "epoch")} per phase; " +
+            $"replay {parse.GetValue(s_replay)} images{(balanceEpochs > 0 ? $", balanced head {Count.Of(balanceEpochs, "epoch")}" : "")}; existing branches {(parse.GetValue(s_freeze) ? "frozen" : "fine-tuned")} | out: {outDirectory}");
         var display = new TrainingDisplay(_ => { });
         var protocol = new SplitClassesProtocol
         {
@@ -195,7 +205,18 @@ internal static class ExpandCommand
                 return display;
             },
         };
-        var report = display.Show(() => protocol.Run(data, outDirectory, ModuleInit.Create(seed, placement.Main, placement.BranchContexts(config.Branches + add))));
+        using var stop = new StopRequest(display);
+        ContinualReport report;
+        try
+        {
+            report = display.Show(() => protocol.Run(data, outDirectory, ModuleInit.Create(seed, placement.Main, placement.BranchContexts(config.Branches + add)), stop.Token));
+        }
+        catch (OperationCanceledException e) when (stop.Token.IsCancellationRequested)
+        {
+            AnsiConsole.WriteLine($"stopped: {e.Message}; the runs so far are in {outDirectory} (the protocol starts over when run again, in a new --out)");
+            return 0;
+        }
+
         Print(report);
         var plot = Path.Combine(outDirectory, "continual.png");
         Plots.Bars(plot, $"class-incremental {datasetName}: test accuracy", "test accuracy (%)", report.Rows.Select(r => r.Method).ToList(), [

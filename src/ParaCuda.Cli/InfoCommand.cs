@@ -66,7 +66,7 @@ internal static class InfoCommand
         {
             var config = Presets.ForData(preset.Model, 28, 1, 10);
             using var model = ModelFactory.Create(config, ModuleInit.Create(0));
-            presets.AddRow(preset.Name, Markup.Escape($"{config.Branches}×{config.BranchDepth} blocks, dim {config.Dim}, {config.ImageSize}px/{config.Patch}"), model.ParameterCount().ToString("N0", CultureInfo.InvariantCulture), Markup.Escape(preset.Description));
+            presets.AddRow(preset.Name, Markup.Escape($"{config.Branches}×{Count.Of(config.BranchDepth, "block")}, dim {config.Dim}, {config.ImageSize}px/{config.Patch}"), model.ParameterCount().ToString("N0", CultureInfo.InvariantCulture), Markup.Escape(preset.Description));
         }
 
         AnsiConsole.Write(presets);

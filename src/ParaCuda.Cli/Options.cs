@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 
 namespace ParaCuda.Cli;
 
@@ -24,10 +25,60 @@ internal static class Options
     /// <summary>The options that say where a command runs.</summary>
     public static IReadOnlyList<Option> Placement { get; } = [Device, Devices, Precision, BranchExec];
 
+    /// <summary>Checks at parse time, before any work, that a given number is at least one (a count, a size).</summary>
+    public static Option<T> Positive<T>(this Option<T> option) => Check(option, v => v >= 1 || (v > 0 && !IsWhole<T>()), IsWhole<T>() ? "must be at least 1" : "must be a positive number");
+
+    /// <summary>Checks at parse time that a given number is zero or more.</summary>
+    public static Option<T> NotNegative<T>(this Option<T> option) => Check(option, v => v >= 0, "cannot be negative");
+
+    /// <summary>Checks at parse time that a given number is a fraction in [0, 1).</summary>
+    public static Option<T> Fraction<T>(this Option<T> option) => Check(option, v => v is >= 0 and < 1, "must be in [0, 1)");
+
     public static Option<T> Choice<T>(string name, string description, T defaultValue, string[] values)
     {
         var option = new Option<T>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
         option.AcceptOnlyFromAmong(values);
+        return option;
+    }
+
+    private static bool IsWhole<T>() => (Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T)) is var t && (t == typeof(int) || t == typeof(long));
+
+    private static Option<T> Check<T>(Option<T> option, Func<double, bool> valid, string rule)
+    {
+        option.Validators.Add(result =>
+        {
+            if (result.Implicit)
+            {
+                return;
+            }
+
+            T? value;
+            try
+            {
+                value = result.GetValueOrDefault<T>();
+            }
+            catch (InvalidOperationException)
+            {
+                // Not a number at all: the parser reports that itself.
+                return;
+            }
+
+            if (value is null)
+            {
+                return;
+            }
+
+            var number = Convert.ToDouble(value, CultureInfo.InvariantCulture);
+            var text = Convert.ToString(value, CultureInfo.InvariantCulture);
+            if (!double.IsFinite(number))
+            {
+                result.AddError($"{option.Name} must be a finite number, got {text}");
+            }
+            else if (!valid(number))
+            {
+                result.AddError($"{option.Name} {rule}, got {text}");
+            }
+        });
         return option;
     }
 }

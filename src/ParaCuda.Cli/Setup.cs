@@ -99,6 +99,17 @@ internal static class Setup
         return devices;
     }
 
+    /// <summary>The checkpoint file an option names: a missing file or a folder is a user error that says which.</summary>
+    public static string CheckpointFile(string path, string option)
+    {
+        if (Directory.Exists(path))
+        {
+            throw new UserError($"{option}: {path} is a folder; give a checkpoint file, such as {Path.Combine(path, Trainer.BestFile)}");
+        }
+
+        return File.Exists(path) ? path : throw new UserError($"{option}: {path} does not exist");
+    }
+
     /// <summary>Training and test sets of a named dataset (synthetic data is generated, the rest read from disk).</summary>
     public static (ImageDataset Train, ImageDataset Test) Load(string dataset, string? directory, int seed)
     {

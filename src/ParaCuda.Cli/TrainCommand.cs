@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using ParaCuda.Data;
 using ParaCuda.Models;
 using ParaCuda.Nn;
 using ParaCuda.Reporting;
@@ -33,53 +34,83 @@ internal static class TrainCommand
 
     private static int Train(ParseResult parse)
     {
-        var preset = Presets.Get(parse.GetValue(RunOptions.PresetName)!);
-        var seed = parse.GetValue(RunOptions.Seed);
-        var datasetName = parse.GetValue(Options.Dataset)!;
-        using var placement = Setup.Placement(parse, Cli.Notice);
-        var (trainSet, test) = Setup.Load(datasetName, parse.GetValue(Options.Data), seed);
-        var config = RunOptions.BuildModel(parse, preset, trainSet);
-        var options = RunOptions.BuildTraining(parse, preset);
-        var data = Setup.Split(trainSet, test, config, options);
-
         var resume = parse.GetValue(s_resume);
-        var outDirectory = parse.GetValue(s_out) ?? (resume ? NewestRun() : NewRunName(preset.Name, config, options));
-        using var model = ModelFactory.Create(config, ModuleInit.Create(seed, placement.Main, placement.BranchContexts(config.Branches)));
+        using var placement = Setup.Placement(parse, Cli.Notice);
+        var run = resume ? Continued(parse) : Started(parse);
+        var (config, options, outDirectory) = (run.Config, run.Options, run.OutDirectory);
+        MemoryBudget.Check($"training {config.ParameterCount():N0} parameters on batches of {options.BatchSize} (lower --batch, or the model's size)", MemoryBudget.ForTraining(config, options.BatchSize), placement);
+        var data = Setup.Split(run.Train, run.Test, config, options);
+        using var model = ModelFactory.Create(config, ModuleInit.Create(options.Seed, placement.Main, placement.BranchContexts(config.Branches)));
         AnsiConsole.WriteLine(
-            $"{config.Kind} '{preset.Name}': {RunOptions.Describe(config)}, {model.ParameterCount():N0} parameters | {datasetName}: {data.Train.Count:N0} train, {data.Validation.Count:N0} val, {test.Count:N0} test | " +
-            $"{options.Schedule}, {options.Epochs} epochs, batch {options.BatchSize}, {options.Optimizer} lr {options.LearningRate} | {placement.Describe()} | out: {outDirectory}");
+            $"{(resume ? "resuming " : "")}{config.Kind} '{run.Name}': {RunOptions.Describe(config)}, {model.ParameterCount():N0} parameters | {options.Dataset}: {data.Train.Count:N0} train, {data.Validation.Count:N0} val, {data.Test.Count:N0} test | " +
+            $"{options.Schedule}, {Count.Of(options.Epochs, "epoch")}, batch {options.BatchSize}, {options.Optimizer} lr {options.LearningRate} | {placement.Describe()} | out: {outDirectory}");
 
         var curves = Path.Combine(outDirectory, "curves.png");
-        var title = $"{config.Kind} {preset.Name} · {options.Schedule} · {datasetName}";
+        var title = $"{config.Kind} {run.Name} · {options.Schedule} · {options.Dataset}";
         var display = new TrainingDisplay(_ => Plots.TrainingCurves(EpochMetrics.ReadFile(Path.Combine(outDirectory, Trainer.MetricsFile)), curves, title));
         using var trainer = new Trainer(model, options, data, outDirectory, display);
-        using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            // The first Ctrl+C stops cleanly at the next batch boundary; a second one kills the process.
-            e.Cancel = !cancel.IsCancellationRequested;
-            cancel.Cancel();
-            Console.Error.WriteLine("stopping after this batch and saving a checkpoint (Ctrl+C again to abort)…");
-        };
-        Console.CancelKeyPress += onCancel;
-        TrainResult result;
-        try
-        {
-            result = display.Show(() => trainer.Run(resume, cancel.Token));
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
-
+        using var stop = new StopRequest(display);
+        var result = display.Show(() => trainer.Run(resume, stop.Token));
         if (!result.Completed)
         {
-            AnsiConsole.WriteLine($"stopped after {result.Steps} optimizer steps; checkpoint {result.LastCheckpoint}. Continue with: paracuda train --resume --out {outDirectory}");
+            AnsiConsole.WriteLine($"stopped after {Count.Of(result.Steps, "optimizer step")}; checkpoint {result.LastCheckpoint}. Continue with: paracuda train --resume --out {outDirectory}");
             return 0;
         }
 
         Summary(result, outDirectory);
         return 0;
+    }
+
+    /// <summary>What a run needs before its model is built: the model, the options, the data, where it goes.</summary>
+    private sealed record RunPlan(string Name, ModelConfig Config, TrainOptions Options, ImageDataset Train, ImageDataset Test, string OutDirectory);
+
+    /// <summary>A new run: the preset plus the options given.</summary>
+    private static RunPlan Started(ParseResult parse)
+    {
+        var preset = Presets.Get(parse.GetValue(RunOptions.PresetName)!);
+        var datasetName = parse.GetValue(Options.Dataset)!;
+        var directory = parse.GetValue(Options.Data);
+        var (trainSet, test) = Setup.Load(datasetName, directory, parse.GetValue(RunOptions.Seed));
+        var config = RunOptions.BuildModel(parse, preset, trainSet);
+        var options = RunOptions.BuildTraining(parse, preset) with { Dataset = datasetName, DataDirectory = directory is null ? null : Path.GetFullPath(directory) };
+        return new RunPlan(preset.Name, config, options, trainSet, test, parse.GetValue(s_out) ?? NewRunName(preset.Name, config, options));
+    }
+
+    /// <summary>
+    /// A run continued from its last checkpoint, as it was started: its model, options and dataset come from the
+    /// checkpoint; an option given that says otherwise is an error naming both values. --max-steps, --workers and
+    /// --data (the dataset may have moved) may change.
+    /// </summary>
+    private static RunPlan Continued(ParseResult parse)
+    {
+        var outDirectory = parse.GetValue(s_out) ?? NewestRun();
+        var last = Path.Combine(outDirectory, Trainer.LastFile);
+        if (!File.Exists(last))
+        {
+            throw new UserError(File.Exists(Path.Combine(outDirectory, Trainer.MetricsFile))
+                ? $"--resume: the run in {outDirectory} stopped before its first checkpoint, so there is nothing to continue; run the same command without --resume to start it over"
+                : $"--resume: {outDirectory} holds no run to continue (no {Trainer.LastFile})");
+        }
+
+        var config = Checkpoint.ReadConfig(last);
+        var saved = Checkpoint.ReadState(last).Options;
+        var dataset = saved.Dataset ?? "fashion-mnist";
+        var conflicts = RunOptions.ModelConflicts(parse, config).Concat(RunOptions.TrainingConflicts(parse, saved)).ToList();
+        if (parse.GetResult(Options.Dataset) is { Implicit: false } && !string.Equals(parse.GetValue(Options.Dataset), dataset, StringComparison.OrdinalIgnoreCase))
+        {
+            conflicts.Add($"--dataset {parse.GetValue(Options.Dataset)} (the run has {dataset})");
+        }
+
+        if (conflicts.Count > 0)
+        {
+            throw new UserError($"--resume continues the run in {outDirectory} as it was started, but {string.Join(", ", conflicts)}; drop these options, or start a new run");
+        }
+
+        var directory = parse.GetValue(Options.Data) is { } given ? Path.GetFullPath(given) : saved.DataDirectory;
+        var (trainSet, test) = Setup.Load(dataset, directory, saved.Seed);
+        Setup.CheckFits(config, trainSet, $"{dataset} training set");
+        var options = saved with { MaxSteps = parse.GetValue(RunOptions.MaxSteps), Workers = parse.GetValue(RunOptions.Workers), DataDirectory = directory };
+        return new RunPlan(Path.GetFileName(Path.GetFullPath(outDirectory)), config, options, trainSet, test, outDirectory);
     }
 
     private static void Summary(TrainResult result, string outDirectory)

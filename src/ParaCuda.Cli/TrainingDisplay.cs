@@ -16,6 +16,7 @@ internal sealed class TrainingDisplay(Action<EpochMetrics> epochDone) : ITrainin
     private string _label = "";
     private int _batches;
     private int _lastLine;
+    private volatile string? _stopping;
 
     /// <summary>Prefix of every line, naming the run when one command trains several.</summary>
     public string Run { get; set; } = "";
@@ -51,9 +52,26 @@ internal sealed class TrainingDisplay(Action<EpochMetrics> epochDone) : ITrainin
         }
     }
 
+    /// <summary>
+    /// Says that the run will stop after the current batch: in the progress bar's own line on a terminal (a line
+    /// printed beside a live display would be drawn over), on stderr otherwise. Any thread may call it.
+    /// </summary>
+    public void Stopping(string message)
+    {
+        _stopping = message;
+        if (_task is not null)
+        {
+            _task.Description = Markup.Escape($"{_label}  {message}…");
+        }
+        else
+        {
+            Console.Error.WriteLine($"{message}…");
+        }
+    }
+
     public void BatchDone(int batch, double loss, double accuracy, double imagesPerSecond)
     {
-        var status = string.Create(CultureInfo.InvariantCulture, $"loss {loss:F4}  acc {accuracy:P1}  {imagesPerSecond:F0} img/s");
+        var status = _stopping is { } stopping ? $"{stopping}…" : string.Create(CultureInfo.InvariantCulture, $"loss {loss:F4}  acc {accuracy:P1}  {imagesPerSecond:F0} img/s");
         if (_task is not null)
         {
             _task.Description = Markup.Escape($"{_label}  {status}");

@@ -22,8 +22,8 @@ public static class Idx
         ArgumentOutOfRangeException.ThrowIfLessThan(classes, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(classes, 256);
 
-        var (pixels, count, rows, cols) = ReadImages(imagesPath);
-        var labelBytes = ReadLabels(labelsPath);
+        var (pixels, count, rows, cols) = ReadImages(Open(imagesPath), imagesPath);
+        var labelBytes = ReadLabels(Open(labelsPath), labelsPath);
         if (labelBytes.Length != count)
         {
             throw new DataFormatException($"image file {imagesPath} has {count} images but label file {labelsPath} has {labelBytes.Length} labels");
@@ -43,9 +43,10 @@ public static class Idx
         return new ImageDataset(name, 1, rows, cols, classes, pixels, labels);
     }
 
-    private static (byte[] Pixels, int Count, int Rows, int Cols) ReadImages(string path)
+    /// <summary>An image file's pixels and sizes from <paramref name="stream"/> (which it disposes); <paramref name="path"/> names it in errors.</summary>
+    internal static (byte[] Pixels, int Count, int Rows, int Cols) ReadImages(Stream stream, string path)
     {
-        using var stream = Open(path);
+        using var owned = stream;
         return Guard(path, () =>
         {
             Span<byte> header = stackalloc byte[16];
@@ -58,20 +59,24 @@ public static class Idx
                 throw new DataFormatException($"{path}: images of {rows}×{cols} pixels are empty");
             }
 
-            var bytes = (long)count * rows * cols;
-            if (bytes > Array.MaxLength)
+            // Each size fits 31 bits, so the product of all three may not fit 64: compare by division instead.
+            var imageBytes = (long)rows * cols;
+            if (imageBytes > Array.MaxLength || count > Array.MaxLength / imageBytes)
             {
-                throw new DataFormatException($"{path}: header promises {count} images of {rows}×{cols} ({bytes} bytes), more than one array can hold");
+                throw new DataFormatException($"{path}: header promises {count} images of {rows}×{cols} pixels, more than one array can hold");
             }
+
+            var bytes = count * imageBytes;
 
             var pixels = ReadBody(stream, path, (int)bytes, header.Length, $"{count} images of {rows}×{cols}");
             return (pixels, count, rows, cols);
         });
     }
 
-    private static byte[] ReadLabels(string path)
+    /// <summary>A label file's bytes from <paramref name="stream"/> (which it disposes).</summary>
+    internal static byte[] ReadLabels(Stream stream, string path)
     {
-        using var stream = Open(path);
+        using var owned = stream;
         return Guard(path, () =>
         {
             Span<byte> header = stackalloc byte[8];
@@ -82,9 +87,11 @@ public static class Idx
     }
 
     /// <summary>Opens a file, decompressing on the fly when it starts with the gzip magic bytes 1f 8b.</summary>
-    private static Stream Open(string path)
+    private static Stream Open(string path) => Decompressed(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16));
+
+    /// <summary>A seekable stream as the readers take it: decompressed when it starts with the gzip magic bytes.</summary>
+    internal static Stream Decompressed(Stream file)
     {
-        var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         Span<byte> magic = stackalloc byte[2];
         var isGzip = file.ReadAtLeast(magic, 2, throwOnEndOfStream: false) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
         file.Position = 0;
@@ -133,15 +140,35 @@ public static class Idx
         return (int)value;
     }
 
-    /// <summary>Reads exactly the promised payload and checks that nothing follows it.</summary>
+    /// <summary>
+    /// Reads exactly the promised payload and checks that nothing follows it. Memory follows the data, not the
+    /// promise: a file whose length is known is checked against it before anything is allocated, and a
+    /// compressed one is read into a buffer that grows only as data arrives.
+    /// </summary>
     private static byte[] ReadBody(Stream stream, string path, int length, int headerLength, string promise)
     {
-        var body = GC.AllocateUninitializedArray<byte>(length);
-        var read = stream.ReadAtLeast(body, length, throwOnEndOfStream: false);
-        if (read < length)
+        if (stream.CanSeek && stream.Length - stream.Position < length)
         {
-            throw new DataFormatException(
-                $"{path}: truncated: header promises {promise} ({headerLength + (long)length} bytes) but the file holds {headerLength + (long)read}");
+            throw new DataFormatException($"{path}: truncated: header promises {promise} ({headerLength + (long)length} bytes) but the file holds {stream.Length}");
+        }
+
+        var body = stream.CanSeek ? GC.AllocateUninitializedArray<byte>(length) : new byte[Math.Min(length, 1 << 20)];
+        var read = 0;
+        while (read < length)
+        {
+            if (read == body.Length)
+            {
+                Array.Resize(ref body, (int)Math.Min(length, 2L * body.Length));
+            }
+
+            var got = stream.Read(body, read, body.Length - read);
+            if (got == 0)
+            {
+                throw new DataFormatException(
+                    $"{path}: truncated: header promises {promise} ({headerLength + (long)length} bytes) but the file holds {headerLength + (long)read}");
+            }
+
+            read += got;
         }
 
         long extra = 0;

@@ -18,7 +18,7 @@ public static class SafeTensors
     /// <summary>
     /// Metadata key under which <see cref="Write"/> records the SHA-256 (lowercase hex) of the whole file as it
     /// would be with this value replaced by zeros: header and data, so a change to either (a model config, a
-    /// training state, a tensor's bytes) is found. <see cref="Read"/> and <see cref="Verify"/> check it. Other
+    /// training state, a tensor's bytes) is found. <see cref="Read(string, ComputeContext?)"/> and <see cref="Verify"/> check it. Other
     /// tools ignore it.
     /// </summary>
     public const string ChecksumMetadataKey = "paracuda.sha256.file";
@@ -101,6 +101,12 @@ public static class SafeTensors
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         using var stream = OpenRead(path);
+        return Read(stream, path, context);
+    }
+
+    /// <summary><see cref="Read(string, ComputeContext?)"/> from a seekable stream; <paramref name="path"/> names it in errors.</summary>
+    internal static SafeTensorsFile Read(Stream stream, string path, ComputeContext? context = null)
+    {
         var header = SafeTensorsHeader.Read(stream, path);
         var (hash, recorded) = StartChecksum(header, path);
         using var owned = hash;

@@ -3,7 +3,7 @@ using ParaCuda.Tensors;
 namespace ParaCuda.IO;
 
 /// <summary>
-/// The contents of a safetensors file loaded by <see cref="SafeTensors.Read"/>. It owns the tensors:
+/// The contents of a safetensors file loaded by <see cref="SafeTensors.Read(string, Backends.ComputeContext?)"/>. It owns the tensors:
 /// disposing it disposes them (clone any tensor that must outlive it).
 /// </summary>
 public sealed class SafeTensorsFile : IDisposable

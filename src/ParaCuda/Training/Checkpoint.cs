@@ -42,6 +42,30 @@ public sealed record TrainingState
     public double ElapsedSeconds { get; init; }
 
     public EpochAccumulator Partial { get; init; } = new();
+
+    /// <summary>The metrics of the epochs finished so far: metrics.jsonl is rebuilt from them on resume.</summary>
+    public IReadOnlyList<EpochMetrics> History { get; init; } = [];
+
+    /// <summary>
+    /// Why this state cannot be where a run of <paramref name="epochs"/> epochs, <paramref name="passes"/> passes an
+    /// epoch and <paramref name="batches"/> batches a pass stands, or null: every counter within its range and
+    /// every sum finite and consistent.
+    /// </summary>
+    public string? Problem(int epochs, int passes, int batches, int parameters)
+    {
+        var p = Partial;
+        return Epoch < 0 || Epoch > epochs ? $"epoch {Epoch} is outside 0..{epochs}"
+            : Pass < 0 || Pass > passes ? $"pass {Pass} is outside 0..{passes}"
+            : Batch < 0 || Batch > batches ? $"batch {Batch} is outside 0..{batches}"
+            : Steps < 0 ? $"step count {Steps} is negative"
+            : ParameterSteps.Count != parameters || ParameterSteps.Any(s => s < 0 || s > Steps) ? $"the per-parameter step counts do not fit {parameters} parameters and {Steps} steps"
+            : !(BestValAccuracy is >= -1 and <= 1) || BestEpoch < 0 || BestEpoch > Epoch ? $"best accuracy {BestValAccuracy} (epoch {BestEpoch}) is impossible"
+            : !double.IsFinite(ElapsedSeconds) || ElapsedSeconds < 0 ? $"elapsed time {ElapsedSeconds} is impossible"
+            : History.Count > 0 && (History.Count != Epoch || History.Select((m, i) => m.Epoch != i + 1 || m.Partial).Any(bad => bad)) ? $"its metrics do not cover epochs 1..{Epoch}"
+            : !double.IsFinite(p.LossSum) || p.LossSum < 0 || p.Seen < 0 || p.Correct < 0 || p.Correct > p.Seen || p.Images < 0 || !double.IsFinite(p.Seconds) || p.Seconds < 0
+                ? "the sums of the epoch in progress are impossible"
+                : null;
+    }
 }
 
 /// <summary>Running sums of the epoch in progress.</summary>
@@ -71,7 +95,11 @@ public static class Checkpoint
     public const string StateKey = "paracuda.training";
     private const string OptimizerPrefix = "optimizer.";
 
-    private static readonly JsonSerializerOptions s_json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private static readonly JsonSerializerOptions s_json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     /// <summary>Weights and config only: what serving, evaluation and compression need.</summary>
     public static void SaveModel(string path, VisionModel model, IReadOnlyDictionary<string, string>? metadata = null)
@@ -182,21 +210,7 @@ public static class Checkpoint
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
         CheckConfig(path, model.Config);
-        var metadata = SafeTensors.ReadMetadata(path);
-        if (!metadata.TryGetValue(StateKey, out var json) || metadata.GetValueOrDefault(KindKey) != "training")
-        {
-            throw Bad(path, "it holds weights only, not a training state to resume from");
-        }
-
-        TrainingState state;
-        try
-        {
-            state = JsonSerializer.Deserialize<TrainingState>(json, s_json) ?? throw new JsonException("null state");
-        }
-        catch (JsonException e)
-        {
-            throw Bad(path, $"its training state is not valid ({e.Message})");
-        }
+        var state = ReadState(path);
 
         using var file = SafeTensors.Read(path, model.Context);
         var weights = file.Tensors.Where(t => !t.Key.StartsWith(OptimizerPrefix, StringComparison.Ordinal)).ToDictionary();
@@ -215,6 +229,25 @@ public static class Checkpoint
         model.Generator.Seed = state.GeneratorSeed;
         model.Generator.Offset = state.GeneratorOffset;
         return state;
+    }
+
+    /// <summary>Where the run a training checkpoint holds stands (its options, its counters, its metrics), without its tensors.</summary>
+    public static TrainingState ReadState(string path)
+    {
+        var metadata = SafeTensors.ReadMetadata(path);
+        if (!metadata.TryGetValue(StateKey, out var json) || metadata.GetValueOrDefault(KindKey) != "training")
+        {
+            throw Bad(path, "it holds weights only, not a training state to resume from");
+        }
+
+        try
+        {
+            return JsonSerializer.Deserialize<TrainingState>(json, s_json) ?? throw new JsonException("null state");
+        }
+        catch (JsonException e)
+        {
+            throw Bad(path, $"its training state is not valid ({e.Message})");
+        }
     }
 
     private static CheckpointFormatException Bad(string path, string problem) => new($"{path}: {problem}");

@@ -10,7 +10,8 @@ public sealed record PrefixMetrics(int K, double ValLoss, double ValAccuracy, do
 /// One line of <c>metrics.jsonl</c>: what an epoch did and how the model stands after it. Accuracies are
 /// fractions in [0, 1]; the overall validation and test figures are those of the full model (k = B). On GPUs,
 /// the device memory the run's tensors peaked at and the memory the allocator held at the epoch's end (null on
-/// the CPU).
+/// the CPU). A run stopped inside an epoch records it as <see cref="Partial"/>: train loss and accuracy so far,
+/// no evaluation (NaN); a resumed run replaces that line.
 /// </summary>
 public sealed record EpochMetrics(
     int Epoch,
@@ -28,13 +29,15 @@ public sealed record EpochMetrics(
     long Steps,
     double ElapsedSeconds,
     long? DevicePeakBytes = null,
-    long? DeviceReservedBytes = null)
+    long? DeviceReservedBytes = null,
+    bool Partial = false)
 {
     /// <summary>snake_case JSON, one object per line, for pandas/jq users.</summary>
     public static JsonSerializerOptions Json { get; } = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
     public string ToJsonLine() => JsonSerializer.Serialize(this, Json);
@@ -42,26 +45,34 @@ public sealed record EpochMetrics(
     public static EpochMetrics FromJsonLine(string line) =>
         JsonSerializer.Deserialize<EpochMetrics>(line, Json) ?? throw new JsonException("empty metrics line");
 
-    /// <summary>Reads a metrics.jsonl file, naming the file and line of anything it cannot parse.</summary>
+    /// <summary>
+    /// Reads a metrics.jsonl file, naming the file and line of anything it cannot parse. A last line without its
+    /// newline that does not parse is a write cut short (a crash, a full disk) and is left out.
+    /// </summary>
     public static IReadOnlyList<EpochMetrics> ReadFile(string path)
     {
+        var text = File.ReadAllText(path);
+        var lines = text.Split('\n');
         var result = new List<EpochMetrics>();
-        var number = 0;
-        foreach (var line in File.ReadLines(path))
+        for (var i = 0; i < lines.Length; i++)
         {
-            number++;
-            if (string.IsNullOrWhiteSpace(line))
+            if (string.IsNullOrWhiteSpace(lines[i]))
             {
                 continue;
             }
 
             try
             {
-                result.Add(FromJsonLine(line));
+                result.Add(FromJsonLine(lines[i]));
             }
             catch (JsonException e)
             {
-                throw new InvalidDataException($"{path}:{number}: not a metrics line ({e.Message})", e);
+                if (i == lines.Length - 1)
+                {
+                    break;
+                }
+
+                throw new InvalidDataException($"{path}:{i + 1}: not a metrics line ({e.Message})", e);
             }
         }
 

@@ -42,6 +42,11 @@ public sealed record TrainOptions
     /// <summary>Threads preparing batches (0: one per processor).</summary>
     public int Workers { get; init; }
 
+    /// <summary>The dataset the run trains on (its name, and the folder it was read from, if any): what --resume reads again.</summary>
+    public string? Dataset { get; init; }
+
+    public string? DataDirectory { get; init; }
+
     /// <summary>Why these options cannot train, or null.</summary>
     /// <summary>Smallest prefix k the lpa and prefix schedules train (expansion: the first new branch).</summary>
     public int FirstPrefix { get; init; } = 1;

@@ -1,6 +1,8 @@
 using System.Diagnostics;
+using System.Globalization;
 using ParaCuda.Backends;
 using ParaCuda.Data;
+using ParaCuda.IO;
 using ParaCuda.Models;
 using ParaCuda.Optim;
 using ParaCuda.Tensors;
@@ -54,6 +56,9 @@ public sealed class Trainer : IDisposable
     private readonly BatchInput _input;
     private readonly DataLoader _loader;
 
+    /// <summary>Consecutive steps whose loss stayed far above a uniform guess's (see <see cref="PassProgress"/>).</summary>
+    private int _runawaySteps;
+
     public Trainer(VisionModel model, TrainOptions options, TrainData data, string outDirectory, ITrainingObserver? observer = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -93,8 +98,10 @@ public sealed class Trainer : IDisposable
     public TrainResult Run(bool resume = false, CancellationToken ct = default)
     {
         Directory.CreateDirectory(OutDirectory);
+        RemoveTemporaries();
         var state = resume ? ResumeState() : FreshState();
-        var history = ReadHistory(state.Epoch);
+        var history = state.History.ToList();
+        WriteMetrics(history);
         var clock = Stopwatch.StartNew();
         var elapsedBefore = state.ElapsedSeconds;
         double Elapsed() => elapsedBefore + clock.Elapsed.TotalSeconds;
@@ -117,7 +124,9 @@ public sealed class Trainer : IDisposable
                     {
                         progress.Drain(window);
                         var next = batch.Index + 1 < _loader.BatchesPerEpoch ? (pass, batch.Index + 1) : (pass + 1, 0);
-                        SaveLast(state with { Epoch = epoch, Pass = next.Item1, Batch = next.Item2, Partial = progress.Sums, ElapsedSeconds = Elapsed() });
+                        SaveLast(state with { Epoch = epoch, Pass = next.Item1, Batch = next.Item2, Partial = progress.Sums, ElapsedSeconds = Elapsed(), History = history });
+                        // The epoch so far, so a run stopped early still has a line to report and plot.
+                        File.AppendAllText(MetricsPath, Partial(epoch, progress.Sums, state.Steps, Elapsed()).ToJsonLine() + "\n");
                         return new TrainResult(history, false, state.Steps, LastCheckpoint, BestCheckpoint);
                     }
                 }
@@ -129,7 +138,6 @@ public sealed class Trainer : IDisposable
             _observer?.Evaluating(epoch);
             var metrics = Evaluate(epoch, sums, state.Steps, Elapsed());
             history.Add(metrics);
-            File.AppendAllText(MetricsPath, metrics.ToJsonLine() + "\n");
             var score = _data.Validation.Count > 0 ? metrics.ValAccuracy : metrics.TestAccuracy;
             var best = score > state.BestValAccuracy;
             if (best)
@@ -138,8 +146,10 @@ public sealed class Trainer : IDisposable
                 state = state with { BestValAccuracy = score, BestEpoch = epoch + 1 };
             }
 
-            state = state with { Epoch = epoch + 1, Pass = 0, Batch = 0, Partial = new EpochAccumulator(), ElapsedSeconds = Elapsed() };
+            // The checkpoint first, then the line: metrics.jsonl never runs ahead of what a resume restores.
+            state = state with { Epoch = epoch + 1, Pass = 0, Batch = 0, Partial = new EpochAccumulator(), ElapsedSeconds = Elapsed(), History = history };
             SaveLast(state);
+            File.AppendAllText(MetricsPath, metrics.ToJsonLine() + "\n");
             _observer?.EpochDone(metrics, best);
         }
 
@@ -200,11 +210,20 @@ public sealed class Trainer : IDisposable
             memory.Count > 0 ? memory.Sum(m => m.Reserved) : null);
     }
 
+    /// <summary>
+    /// A new run. A folder holding a resumable run is refused; one whose run stopped before its first checkpoint
+    /// (metrics, a best checkpoint, no last one) has nothing to resume, and is started over.
+    /// </summary>
     private TrainingState FreshState()
     {
-        if (File.Exists(LastCheckpoint) || File.Exists(MetricsPath))
+        if (File.Exists(LastCheckpoint))
         {
-            throw new IOException($"{OutDirectory} already holds a run ({LastFile} or {MetricsFile}); pass --resume to continue it, or choose another --out");
+            throw new IOException($"{OutDirectory} already holds a run ({LastFile}); pass --resume to continue it, or choose another --out");
+        }
+
+        foreach (var stale in new[] { MetricsPath, BestCheckpoint })
+        {
+            File.Delete(stale);
         }
 
         File.WriteAllText(Path.Combine(OutDirectory, ConfigFile), _model.Config.ToJson());
@@ -215,44 +234,83 @@ public sealed class Trainer : IDisposable
     {
         if (!File.Exists(LastCheckpoint))
         {
-            throw new FileNotFoundException($"nothing to resume: {LastCheckpoint} does not exist", LastCheckpoint);
+            throw new FileNotFoundException(
+                File.Exists(MetricsPath)
+                    ? $"nothing to resume: the run in {OutDirectory} stopped before its first checkpoint ({LastFile}); run the same command without --resume to start it over"
+                    : $"nothing to resume: {LastCheckpoint} does not exist",
+                LastCheckpoint);
         }
 
         var state = Checkpoint.Restore(LastCheckpoint, _model, _optimizer);
-        var saved = state.Options with { MaxSteps = _options.MaxSteps, Workers = _options.Workers };
+        var passes = _schedule.Passes(Math.Min(state.Epoch, _options.Epochs - 1), _options.Epochs, Math.Min(_options.FirstPrefix, _model.Prefixes), _model.Prefixes).Count;
+        if (state.Problem(state.Options.Epochs, passes, _loader.BatchesPerEpoch, _optimizer.Parameters.Count) is { } problem)
+        {
+            throw new CheckpointFormatException($"{LastCheckpoint}: its training state cannot be resumed: {problem}");
+        }
+
+        var saved = state.Options with { MaxSteps = _options.MaxSteps, Workers = _options.Workers, DataDirectory = _options.DataDirectory };
         var asked = _options with { Stages = saved.Stages };
         if (saved != asked || !saved.Stages.SequenceEqual(_options.Stages))
         {
             throw new ArgumentException($"--resume must keep the run's training options; {LastCheckpoint} was trained with {Describe(saved)}, this command asks for {Describe(_options)}");
         }
 
-        return state;
+        // Checkpoints from before the metrics travelled with them: the lines of the finished epochs, from the file.
+        return state.History.Count == state.Epoch ? state : state with { History = EpochMetrics.ReadFile(MetricsPath).Where(m => !m.Partial && m.Epoch <= state.Epoch).ToList() };
     }
 
     private static string Describe(TrainOptions o) =>
         $"schedule {o.Schedule}, {o.Epochs} epochs, batch {o.BatchSize}, lr {o.LearningRate}, {o.Optimizer}, seed {o.Seed}";
 
-    /// <summary>The metrics lines of the epochs already finished; later lines (from a run cut short) are dropped.</summary>
-    private List<EpochMetrics> ReadHistory(int finishedEpochs)
-    {
-        if (!File.Exists(MetricsPath))
-        {
-            return [];
-        }
+    /// <summary>metrics.jsonl as the checkpoint has it: the finished epochs (a partial or torn line from a run cut short goes).</summary>
+    private void WriteMetrics(IReadOnlyList<EpochMetrics> history) => File.WriteAllLines(MetricsPath, history.Select(m => m.ToJsonLine()));
 
-        var kept = EpochMetrics.ReadFile(MetricsPath).Where(m => m.Epoch <= finishedEpochs).ToList();
-        File.WriteAllLines(MetricsPath, kept.Select(m => m.ToJsonLine()));
-        return kept;
+    /// <summary>Removes the temporary files of checkpoint writes this run's folder holds from interrupted runs.</summary>
+    private void RemoveTemporaries()
+    {
+        foreach (var name in new[] { LastFile, BestFile })
+        {
+            foreach (var stale in Directory.EnumerateFiles(OutDirectory, $".{name}.*.tmp"))
+            {
+                File.Delete(stale);
+            }
+        }
+    }
+
+    /// <summary>The line of an epoch stopped part-way: what training saw so far, nothing evaluated.</summary>
+    private EpochMetrics Partial(int epoch, EpochAccumulator sums, long steps, double elapsed)
+    {
+        var seen = Math.Max(sums.Seen, 1);
+        return new EpochMetrics(
+            epoch + 1,
+            _schedule.Name,
+            _model.Config.Kind.ToString(),
+            sums.LossSum / seen,
+            (double)sums.Correct / seen,
+            double.NaN,
+            double.NaN,
+            double.NaN,
+            double.NaN,
+            [],
+            sums.Seconds,
+            sums.Images / Math.Max(sums.Seconds, 1e-9),
+            steps,
+            elapsed,
+            Partial: true);
     }
 
     private void SaveLast(TrainingState state) => Checkpoint.SaveTraining(LastCheckpoint, _model, _optimizer, state);
 
     /// <summary>
-    /// One pass's running figures, brought up to date from the step window: a loss that is not finite stops
-    /// the run naming its step; each batch's last step feeds the epoch's sums and the observer.
+    /// One pass's running figures, brought up to date from the step window. Training has diverged, and stops
+    /// naming the step, when a loss is not finite, is over a hundred times a uniform guess's (ln C for C classes),
+    /// or stays over ten times it for <see cref="RunawaySteps"/> steps in a row (a run that is learning comes down
+    /// from a bad step quickly). Each batch's last step feeds the epoch's sums and the observer.
     /// </summary>
     private sealed class PassProgress(Trainer trainer, EpochAccumulator sums)
     {
+        private const int RunawaySteps = 64;
+
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private long _images;
         private double _seconds;
@@ -264,13 +322,16 @@ public sealed class Trainer : IDisposable
             var steps = window.Read();
             var elapsed = _clock.Elapsed.TotalSeconds;
             _clock.Restart();
+            var uniform = Math.Log(trainer._model.Config.Classes);
             foreach (var (info, loss, _) in steps)
             {
-                if (!double.IsFinite(loss))
+                trainer._runawaySteps = loss > 10 * uniform ? trainer._runawaySteps + 1 : 0;
+                if (!double.IsFinite(loss) || loss > 100 * uniform || trainer._runawaySteps >= RunawaySteps)
                 {
                     var last = File.Exists(trainer.LastCheckpoint) ? trainer.LastCheckpoint : "none yet";
+                    var why = double.IsFinite(loss) ? string.Create(CultureInfo.InvariantCulture, $", far above the {uniform:F2} of a uniform guess") : "";
                     throw new TrainingDivergedException(
-                        $"loss became {loss} at optimizer step {info.Step} (epoch {info.Epoch + 1}, batch {info.Batch + 1}, prefix k={info.Prefix}); " +
+                        string.Create(CultureInfo.InvariantCulture, $"loss became {loss:G4} at optimizer step {info.Step} (epoch {info.Epoch + 1}, batch {info.Batch + 1}, prefix k={info.Prefix}){why}; ") +
                         $"last good checkpoint: {last}. Try a lower --lr.");
                 }
             }

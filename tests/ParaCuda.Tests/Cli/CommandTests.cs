@@ -103,7 +103,8 @@ public class CommandTests
         AssertUserError(Run("compress", "--checkpoint", _checkpoint, "--out", output, "--dataset", "synthetic", "--keep", "4"), "1..3");
         AssertUserError(Run("compress", "--checkpoint", _checkpoint, "--out", _checkpoint, "--dataset", "synthetic", "--keep", "1"), "already exists");
         AssertUserError(Run("compress", "--checkpoint", _checkpoint, "--out", Path_("c.bin"), "--dataset", "synthetic", "--keep", "1"), ".safetensors");
-        AssertUserError(Run("compress", "--checkpoint", _checkpoint, "--out", output, "--dataset", "synthetic", "--target-accuracy-drop", "-1"), "percentage points");
+        AssertUserError(Run("compress", "--checkpoint", _checkpoint, "--out", output, "--dataset", "synthetic", "--target-accuracy-drop", "-1"), "--target-accuracy-drop cannot be negative");
+        AssertUserError(Run("compress", "--checkpoint", _checkpoint, "--out", output, "--dataset", "synthetic", "--target-accuracy-drop", "250"), "percentage points");
 
         var vit = Path_("vit.safetensors");
         using (var model = ModelFactory.Create(ModelFactory.MatchingVit(s_model), ModuleInit.Create(1)))
@@ -143,7 +144,7 @@ public class CommandTests
         AssertUserError(Run("expand", "--protocol", "split-classes", "--checkpoint", _checkpoint, "--dataset", "synthetic"), "drop --checkpoint");
         AssertUserError(Run("expand", "--checkpoint", _checkpoint, "--add-branches", "1", "--classes", "5-9", "--balance-head", "5", "--dataset", "synthetic"), "--replay");
         AssertUserError(Run("expand", "--checkpoint", _checkpoint, "--add-branches", "1", "--replay", "5", "--dataset", "synthetic"), "--classes");
-        AssertUserError(Run("expand", "--protocol", "split-classes", "--balance-head", "-1", "--replay", "10", "--dataset", "synthetic"), "0 or more");
+        AssertUserError(Run("expand", "--protocol", "split-classes", "--balance-head", "-1", "--replay", "10", "--dataset", "synthetic"), "--balance-head cannot be negative");
     }
 
     [Test]
