@@ -61,13 +61,18 @@ internal static partial class Cli
             return parse.UnmatchedTokens.Count > 0 ? $"unknown command '{parse.UnmatchedTokens[0]}'; the commands are {commands}" : $"give a command: {commands}";
         }
 
+        if (parse.UnmatchedTokens.Count > 0)
+        {
+            return $"unexpected argument '{parse.UnmatchedTokens[0]}': options take the form --name value";
+        }
+
         var error = parse.Errors[0];
         var option = (error.SymbolResult as OptionResult ?? error.SymbolResult?.Parent as OptionResult)?.Option.Name;
         var cannotParse = CannotParse().Match(error.Message);
         if (cannotParse.Success)
         {
             var type = cannotParse.Groups[3].Value;
-            var kind = type.Contains("Int", StringComparison.Ordinal) ? "a whole number" : type.Contains("Boolean", StringComparison.Ordinal) ? "true or false" : "a number";
+            var kind = type.Contains("Int", StringComparison.Ordinal) ? "a whole number" : "a number";
             return $"{cannotParse.Groups[2].Value}: '{cannotParse.Groups[1].Value}' is not {kind}";
         }
 

@@ -31,7 +31,7 @@ internal static class RunOptions
     public static readonly Option<float?> Lr = new Option<float?>("--lr") { Description = "Learning rate (default: the preset's)" }.Positive();
     public static readonly Option<string?> OptimizerName = Options.Choice<string?>("--optimizer", "adam or adamw (default: the preset's)", null, ["adam", "adamw"]);
     public static readonly Option<float> WeightDecay = new Option<float>("--weight-decay") { Description = "adamw: decoupled weight decay", DefaultValueFactory = _ => 0.01f }.NotNegative();
-    public static readonly Option<bool?> Augment = new("--augment") { Description = "Random crops (padding 4) and horizontal flips while training: true or false (default: the preset's)" };
+    public static readonly Option<string?> Augment = Options.Choice<string?>("--augment", "Random crops (padding 4) and horizontal flips while training: true or false (default: the preset's)", null, ["true", "false"]);
     public static readonly Option<int> Seed = new("--seed") { Description = "Seeds initialisation, data order, augmentation and dropout", DefaultValueFactory = _ => 1 };
     public static readonly Option<long> MaxSteps = new Option<long>("--max-steps") { Description = "Stop after this many optimizer steps, with a resumable checkpoint (smoke runs)" }.NotNegative();
     public static readonly Option<int> Workers = new Option<int>("--workers") { Description = "Threads preparing batches (0: one per core)" }.NotNegative();
@@ -151,7 +151,7 @@ internal static class RunOptions
             LearningRate = parse.GetValue(Lr) ?? preset.Training.LearningRate,
             Optimizer = parse.GetValue(OptimizerName) ?? preset.Training.Optimizer,
             WeightDecay = parse.GetValue(WeightDecay),
-            Augment = parse.GetValue(Augment) ?? preset.Training.Augment,
+            Augment = parse.GetValue(Augment) is { } augment ? augment == "true" : preset.Training.Augment,
             Seed = parse.GetValue(Seed),
             MaxSteps = parse.GetValue(MaxSteps),
             Workers = parse.GetValue(Workers),
@@ -175,6 +175,6 @@ internal static class RunOptions
     }
 
     public static string Describe(ModelConfig c) => c.Kind == ModelKind.ParaFormer
-        ? $"{Count.Of(c.Branches, "branch", "branches")} × {Count.Of(c.BranchDepth, "block")}, dim {c.Dim}, {c.Heads} heads, MLP {c.MlpDim}, {c.ImageSize}px patch {c.Patch}, skip {c.Skip.ToString().ToLowerInvariant()}"
-        : $"depth {c.Depth}, dim {c.Dim}, {c.Heads} heads, MLP {c.MlpDim}, {c.ImageSize}px patch {c.Patch}, skip {c.Skip.ToString().ToLowerInvariant()}";
+        ? $"{Count.Of(c.Branches, "branch", "branches")} × {Count.Of(c.BranchDepth, "block")}, dim {c.Dim}, {Count.Of(c.Heads, "head")}, MLP {c.MlpDim}, {c.ImageSize}px patch {c.Patch}, skip {c.Skip.ToString().ToLowerInvariant()}"
+        : $"depth {c.Depth}, dim {c.Dim}, {Count.Of(c.Heads, "head")}, MLP {c.MlpDim}, {c.ImageSize}px patch {c.Patch}, skip {c.Skip.ToString().ToLowerInvariant()}";
 }

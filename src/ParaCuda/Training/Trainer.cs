@@ -116,7 +116,9 @@ public sealed class Trainer : IDisposable
                 var startBatch = state.Epoch == epoch && state.Pass == pass ? state.Batch : 0;
                 _observer?.PassStarted(epoch, _options.Epochs, passes[pass].Name, _loader.BatchesPerEpoch, startBatch);
                 var progress = new PassProgress(this, sums);
-                foreach (var batch in _loader.Epoch((epoch * passes.Count) + pass, startBatch, ct))
+                // The token is checked between batches, never handed to the loader: a stop that lands while a batch
+                // is being prepared must still end with a checkpoint, not an exception.
+                foreach (var batch in _loader.Epoch((epoch * passes.Count) + pass, startBatch, CancellationToken.None))
                 {
                     TrainBatch(batch, passes[pass].Steps, epoch, window, progress, ref state);
                     var stop = ct.IsCancellationRequested || (_options.MaxSteps > 0 && state.Steps >= _options.MaxSteps);

@@ -1,21 +1,11 @@
 using ParaCuda.Backends.Cuda;
+using ParaCuda.Tests.Support;
 
 namespace ParaCuda.Tests.Kernels;
 
 public class KernelSourcesTests
 {
-    private static string RepositoryKernels()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "ParaCuda.sln")))
-            {
-                return Path.Combine(directory.FullName, "kernels");
-            }
-        }
-
-        throw new DirectoryNotFoundException("no ParaCuda.sln above the test binaries");
-    }
+    private static string RepositoryKernels() => Path.Combine(Repository.Root, "kernels");
 
     [Test]
     public void The_embedded_kernels_are_the_repository_s_kernels()
