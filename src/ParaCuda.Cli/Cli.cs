@@ -40,6 +40,7 @@ internal static partial class Cli
             ReportCommand.Create(),
             InfoCommand.Create(),
         };
+        root.Options.Add(Options.Threads);
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -49,7 +50,17 @@ internal static partial class Cli
             return UserErrorCode;
         }
 
-        return parse.Invoke();
+        var threads = Engine.Threads;
+        try
+        {
+            Engine.Threads = parse.GetValue(Options.Threads) ?? threads;
+            return parse.Invoke();
+        }
+        finally
+        {
+            // The setting belongs to this command line: a host that runs commands in process keeps its own.
+            Engine.Threads = threads;
+        }
     }
 
     /// <summary>A parse error in the user's words: the option and the value, never a .NET type name or a line break.</summary>

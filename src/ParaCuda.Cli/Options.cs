@@ -22,6 +22,9 @@ internal static class Options
 
     public static Option<string?> BranchExec { get; } = Choice<string?>("--branch-exec", "How branches run on a GPU: streams (each on its own stream, the default) or serial (one stream per device)", null, ["serial", "streams"]);
 
+    /// <summary>Every command: how many threads the engine may use on the CPU (results do not depend on it).</summary>
+    public static Option<int?> Threads { get; } = new Option<int?>("--threads") { Description = "CPU threads the engine may use (default: one per core)", Recursive = true }.Positive();
+
     /// <summary>The options that say where a command runs.</summary>
     public static IReadOnlyList<Option> Placement { get; } = [Device, Devices, Precision, BranchExec];
 

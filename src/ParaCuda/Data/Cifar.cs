@@ -18,6 +18,16 @@ public static class Cifar
     /// <exception cref="DataFormatException">A file is not a whole number of records or holds a bad label.</exception>
     public static (ImageDataset Train, ImageDataset Test) Load(string directory, int classes)
     {
+        var (train, test) = Load(directory, classes, withTrain: true);
+        return (train!, test);
+    }
+
+    /// <summary>The test set alone (the training files are neither needed nor read).</summary>
+    /// <inheritdoc cref="Load(string, int)"/>
+    public static ImageDataset LoadTest(string directory, int classes) => Load(directory, classes, withTrain: false).Test;
+
+    private static (ImageDataset? Train, ImageDataset Test) Load(string directory, int classes, bool withTrain)
+    {
         ArgumentNullException.ThrowIfNull(directory);
         var (dataset, folder, trainFiles, testFile, labelBytes) = classes switch
         {
@@ -29,6 +39,11 @@ public static class Cifar
         var info = Datasets.Info(dataset);
         var nested = Path.Combine(directory, folder);
         var root = Directory.Exists(nested) ? nested : directory;
+        if (!withTrain)
+        {
+            trainFiles = [];
+        }
+
         var files = trainFiles.Append(testFile).Select(f => Path.Combine(root, f)).ToArray();
         var missing = files.Where(f => !File.Exists(f)).ToArray();
         if (missing.Length > 0)
@@ -38,7 +53,7 @@ public static class Cifar
                 missing[0]);
         }
 
-        var train = Read(files[..^1], classes, labelBytes, $"{dataset}/train");
+        var train = withTrain ? Read(files[..^1], classes, labelBytes, $"{dataset}/train") : null;
         var test = Read(files[^1..], classes, labelBytes, $"{dataset}/test");
         return (train, test);
     }

@@ -38,7 +38,7 @@ public sealed class DataLoader : IDisposable
         _transform = transform;
         _shuffle = shuffle;
         _seed = seed;
-        Workers = workers == 0 ? Environment.ProcessorCount : workers;
+        Workers = workers == 0 ? Engine.Threads : workers;
         _prefetch = prefetch;
         Raw = raw;
     }

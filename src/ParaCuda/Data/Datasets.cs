@@ -17,7 +17,7 @@ public static class Datasets
         new("cifar100", "CIFAR-100", 3, 100, null, $"To get it: {CifarHint}."),
     ];
 
-    /// <summary>The dataset names <see cref="Load"/> accepts.</summary>
+    /// <summary>The dataset names <see cref="Load(string, string?)"/> accepts.</summary>
     public static IReadOnlyList<string> Names { get; } = s_all.Select(d => d.Name).ToArray();
 
     /// <summary>Where the dataset is installed by default, or null when it has no standard place (CIFAR).</summary>
@@ -32,6 +32,16 @@ public static class Datasets
     /// <exception cref="DataFormatException">A file is malformed.</exception>
     public static (ImageDataset Train, ImageDataset Test) Load(string dataset, string? directory)
     {
+        var (train, test) = Load(dataset, directory, withTrain: true);
+        return (train!, test);
+    }
+
+    /// <summary>The test set of <paramref name="dataset"/> alone: the training files are neither needed nor read.</summary>
+    /// <inheritdoc cref="Load(string, string?)"/>
+    public static ImageDataset LoadTest(string dataset, string? directory) => Load(dataset, directory, withTrain: false).Test;
+
+    private static (ImageDataset? Train, ImageDataset Test) Load(string dataset, string? directory, bool withTrain)
+    {
         var info = Info(dataset);
         directory ??= info.DefaultDirectory;
         if (directory is null)
@@ -41,10 +51,12 @@ public static class Datasets
 
         if (info.Name is "cifar10" or "cifar100")
         {
-            return Cifar.Load(directory, info.Classes);
+            return withTrain ? Cifar.Load(directory, info.Classes) : (null, Cifar.LoadTest(directory, info.Classes));
         }
 
-        string[] files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+        string[] files = withTrain
+            ? ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+            : ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
         var found = files.Select(f => Find(directory, f)).ToArray();
         var missing = files.Where((_, i) => found[i] is null).ToArray();
         if (missing.Length > 0)
@@ -55,8 +67,8 @@ public static class Datasets
                 Path.Combine(directory, missing[0]));
         }
 
-        var train = Idx.Load(found[0]!, found[1]!, info.Classes, $"{info.Name}/train");
-        var test = Idx.Load(found[2]!, found[3]!, info.Classes, $"{info.Name}/test");
+        var train = withTrain ? Idx.Load(found[0]!, found[1]!, info.Classes, $"{info.Name}/train") : null;
+        var test = Idx.Load(found[^2]!, found[^1]!, info.Classes, $"{info.Name}/test");
         return (train, test);
     }
 

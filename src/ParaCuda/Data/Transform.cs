@@ -41,6 +41,21 @@ public sealed record Transform(float[] Mean, float[] Std, int OutputSize, int Cr
     public void Apply(ReadOnlySpan<byte> image, int channels, int height, int width, Span<float> destination, ref SplitMix64 random) =>
         Apply(image, channels, height, width, destination, Draw(ref random));
 
+    /// <summary>
+    /// <see cref="Apply(ReadOnlySpan{byte}, int, int, int, Span{float}, ref SplitMix64)"/> for a transform that
+    /// draws nothing (evaluation and prediction: no crop padding, no flips).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The transform makes random choices; use the overload that takes the generator.</exception>
+    public void Apply(ReadOnlySpan<byte> image, int channels, int height, int width, Span<float> destination)
+    {
+        if (CropPadding > 0 || HorizontalFlip)
+        {
+            throw new InvalidOperationException("this transform draws random crops or flips; pass the SplitMix64 they come from");
+        }
+
+        Apply(image, channels, height, width, destination, default(ImageDraw));
+    }
+
     /// <summary>The random choices of one image (crop offsets relative to the unpadded image, top first, then the flip), as RandomCrop and RandomHorizontalFlip draw them.</summary>
     public ImageDraw Draw(ref SplitMix64 random)
     {

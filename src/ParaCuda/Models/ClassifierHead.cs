@@ -21,7 +21,7 @@ public sealed class ClassifierHead : Module
 
     public Linear Fc { get; }
 
-    public Tensor Forward(Tensor features) => Classify(F.PoolTokens(features, Pool));
+    public Tensor Forward(Tensor features) => Step(() => Classify(F.PoolTokens(features, Pool)));
 
     /// <summary>Logits [B, classes] from already pooled features [B, D] (compression re-fits the head on these).</summary>
     public Tensor Classify(Tensor pooled) => Fc.Forward(Norm.Forward(pooled));

@@ -25,15 +25,7 @@ public sealed class Branch : Module
 
     public ModuleList<TransformerBlock> Blocks { get; }
 
-    public Tensor Forward(Tensor x)
-    {
-        foreach (var block in Blocks)
-        {
-            x = block.Forward(x);
-        }
-
-        return x;
-    }
+    public Tensor Forward(Tensor x) => Step(() => Blocks.Aggregate(x, (h, block) => block.Forward(h)));
 }
 
 /// <summary>
@@ -102,6 +94,6 @@ public sealed class ParaFormer : VisionModel
     {
         ArgumentNullException.ThrowIfNull(tokens);
         var branch = Branches[b];
-        return F.Transfer(branch.Forward(F.Transfer(tokens, branch.Context)), tokens.Context);
+        return Step(() => F.Transfer(branch.Forward(F.Transfer(tokens, branch.Context)), tokens.Context));
     }
 }

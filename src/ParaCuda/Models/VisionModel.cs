@@ -48,7 +48,7 @@ public abstract class VisionModel : Module
     public Tensor Forward(Tensor images, int prefix)
     {
         CheckPrefix(prefix);
-        return Head.Forward(Features(Embed.Forward(images), prefix));
+        return Step(() => Head.Forward(Features(Embed.Forward(images), prefix)));
     }
 
     /// <summary>

@@ -30,14 +30,5 @@ public sealed class VisionTransformer : VisionModel
 
     public override int Prefixes => 1;
 
-    protected override Tensor Features(Tensor tokens, int prefix)
-    {
-        var x = tokens;
-        foreach (var block in Blocks)
-        {
-            x = block.Forward(x);
-        }
-
-        return x;
-    }
+    protected override Tensor Features(Tensor tokens, int prefix) => Step(() => Blocks.Aggregate(tokens, (x, block) => block.Forward(x)));
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
+using ParaCuda.Autograd;
 using ParaCuda.Tensors;
 
 namespace ParaCuda.Nn;
@@ -161,6 +162,23 @@ public abstract class Module : IDisposable
         {
             child.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Runs one step of a forward pass. Without a gradient tape nothing will read its intermediates again, so
+    /// they are freed as it returns and only its result lives on (inference memory stays one step deep);
+    /// with a tape they stay for the backward, in the enclosing <see cref="TensorScope"/>.
+    /// </summary>
+    protected static Tensor Step(Func<Tensor> forward)
+    {
+        ArgumentNullException.ThrowIfNull(forward);
+        if (GradMode.IsEnabled)
+        {
+            return forward();
+        }
+
+        using var scope = TensorScope.Begin();
+        return scope.Keep(forward());
     }
 
     protected Parameter RegisterParameter(string name, Parameter parameter)

@@ -52,8 +52,11 @@ public sealed class PatchEmbedding : Module
             throw new TensorOpException(nameof(PatchEmbedding), $"images {images.Shape} do not fit this model, which takes [B, {Channels}, {ImageSize}, {ImageSize}]");
         }
 
-        using var patches = F.Patchify(images, PatchSize);
-        var tokens = F.AssembleTokens(Proj.Forward(patches), Cls, Positions);
-        return F.Dropout(tokens, _dropout, _generator, Training);
+        return Step(() =>
+        {
+            using var patches = F.Patchify(images, PatchSize);
+            var tokens = F.AssembleTokens(Proj.Forward(patches), Cls, Positions);
+            return F.Dropout(tokens, _dropout, _generator, Training);
+        });
     }
 }

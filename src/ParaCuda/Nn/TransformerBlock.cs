@@ -50,11 +50,7 @@ public sealed class TransformerBlock : Module
     public Mlp Mlp { get; }
 
     /// <summary>x [B, T, D] → [B, T, D].</summary>
-    public Tensor Forward(Tensor x)
-    {
-        var h = SubLayer(x, Norm1, Attn.Forward);
-        return SubLayer(h, Norm2, Mlp.Forward);
-    }
+    public Tensor Forward(Tensor x) => Step(() => SubLayer(SubLayer(x, Norm1, Attn.Forward), Norm2, Mlp.Forward));
 
     private Tensor SubLayer(Tensor x, LayerNorm norm, Func<Tensor, Tensor> f)
     {

@@ -11,6 +11,15 @@ public sealed record PrefixScore(int K, double Loss, double Accuracy);
 /// <summary>Scores a model on a dataset, for every prefix k = 1..B at the cost of one pass through the branches.</summary>
 public static class Evaluation
 {
+    /// <summary>Scores <paramref name="model"/> on <paramref name="data"/> with the evaluation transform of its images (resize to the model's input, normalise).</summary>
+    public static IReadOnlyList<PrefixScore> Run(VisionModel model, ImageDataset data, int batchSize = 256, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        return Run(model, data, Transform.Reference(data.Channels, model.Config.ImageSize, train: false), batchSize, ct);
+    }
+
+    /// <summary>Scores <paramref name="model"/> on <paramref name="data"/> transformed by <paramref name="transform"/>, in batches of <paramref name="batchSize"/>.</summary>
     public static IReadOnlyList<PrefixScore> Run(VisionModel model, ImageDataset data, Transform transform, int batchSize, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(model);

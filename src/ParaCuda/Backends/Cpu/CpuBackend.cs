@@ -23,7 +23,7 @@ public sealed class CpuBackend : Backend
     public override Device Device => Device.Cpu;
 
     public override string Description =>
-        $"CPU: {Environment.ProcessorCount} threads, {(Vector512.IsHardwareAccelerated ? "AVX-512" : Vector256.IsHardwareAccelerated ? "AVX2" : "scalar")} kernels";
+        $"CPU: {Engine.Threads} threads, {(Vector512.IsHardwareAccelerated ? "AVX-512" : Vector256.IsHardwareAccelerated ? "AVX2" : "scalar")} kernels";
 
     public override ComputeContext DefaultContext => _default;
 

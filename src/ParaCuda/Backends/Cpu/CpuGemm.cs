@@ -68,7 +68,7 @@ internal static unsafe class CpuGemm
 
         var (mr, nr) = TileShape();
         var flops = 2.0 * m * n * k;
-        var threads = flops < ParallelThreshold ? 1 : (int)Math.Min(Environment.ProcessorCount, flops / ParallelThreshold);
+        var threads = flops < ParallelThreshold ? 1 : (int)Math.Min(Engine.Threads, flops / ParallelThreshold);
         var (rowParts, colParts) = ChooseGrid(m, n, mr, nr, threads);
         if (rowParts * colParts == 1)
         {

@@ -14,14 +14,15 @@ internal static class CpuParallel
             return;
         }
 
-        var chunks = (int)Math.Min(count, Math.Min(Environment.ProcessorCount * 4, count * costPerItem / MinParallelWork));
+        var threads = Engine.Threads;
+        var chunks = threads == 1 ? 1 : (int)Math.Min(count, Math.Min(threads * 4, count * costPerItem / MinParallelWork));
         if (chunks <= 1)
         {
             body(0, count);
             return;
         }
 
-        Parallel.For(0, chunks, i => body((int)((long)i * count / chunks), (int)((long)(i + 1) * count / chunks)));
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, i => body((int)((long)i * count / chunks), (int)((long)(i + 1) * count / chunks)));
     }
 
     /// <summary>

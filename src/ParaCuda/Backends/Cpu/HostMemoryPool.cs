@@ -16,9 +16,19 @@ internal static unsafe class HostMemoryPool
 
     private static readonly ConcurrentDictionary<long, ConcurrentStack<nint>> s_free = new();
     private static long s_cachedBytes;
+    private static long s_inUseBytes;
+    private static long s_peakInUseBytes;
 
     /// <summary>Bytes held in the cache, not in use by any storage.</summary>
     public static long CachedBytes => Interlocked.Read(ref s_cachedBytes);
+
+    /// <summary>Bytes rented and not yet returned: what CPU tensors hold now.</summary>
+    public static long InUseBytes => Interlocked.Read(ref s_inUseBytes);
+
+    /// <summary>The most <see cref="InUseBytes"/> has been since the start or the last <see cref="ResetPeak"/>.</summary>
+    public static long PeakInUseBytes => Interlocked.Read(ref s_peakInUseBytes);
+
+    public static void ResetPeak() => Interlocked.Exchange(ref s_peakInUseBytes, InUseBytes);
 
     /// <summary>
     /// Rounds a request up to its size class: whole cache lines up to 4 KB, then eight classes per power of
@@ -38,6 +48,12 @@ internal static unsafe class HostMemoryPool
     public static nint Rent(long bytes)
     {
         var size = SizeClass(bytes);
+        var inUse = Interlocked.Add(ref s_inUseBytes, size);
+        for (var peak = PeakInUseBytes; inUse > peak; peak = PeakInUseBytes)
+        {
+            Interlocked.CompareExchange(ref s_peakInUseBytes, inUse, peak);
+        }
+
         if (s_free.TryGetValue(size, out var stack) && stack.TryPop(out var block))
         {
             Interlocked.Add(ref s_cachedBytes, -size);
@@ -50,6 +66,7 @@ internal static unsafe class HostMemoryPool
     public static void Return(nint block, long bytes)
     {
         var size = SizeClass(bytes);
+        Interlocked.Add(ref s_inUseBytes, -size);
         if (Interlocked.Add(ref s_cachedBytes, size) > MaxCachedBytes)
         {
             Interlocked.Add(ref s_cachedBytes, -size);

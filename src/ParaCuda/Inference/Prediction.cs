@@ -1,0 +1,130 @@
+using ParaCuda.Autograd;
+using ParaCuda.Data;
+using ParaCuda.Models;
+using ParaCuda.Tensors;
+using ParaCuda.Training;
+
+namespace ParaCuda.Inference;
+
+/// <summary>
+/// Logits for any number of images in one call. Images go through the model in batches, each batch's
+/// intermediates are freed before the next, and the logits collect on the device and are read once at the
+/// end, so memory is bounded by the batch size, not by the number of images.
+/// </summary>
+public static class Prediction
+{
+    /// <summary>Images per batch unless a call says otherwise.</summary>
+    public const int DefaultBatchSize = 256;
+
+    /// <summary>
+    /// Predicts stored images: <paramref name="pixels"/> holds <paramref name="count"/> images of
+    /// C×<paramref name="height"/>×<paramref name="width"/> bytes, channel planes one after another (NCHW, C the
+    /// model's channels). They are resized to the model's input size and normalised as in evaluation.
+    /// </summary>
+    /// <param name="model">The model; it is switched to inference mode for the call and back afterwards.</param>
+    /// <param name="pixels">The images' bytes.</param>
+    /// <param name="count">Number of images.</param>
+    /// <param name="height">Stored image height in pixels.</param>
+    /// <param name="width">Stored image width in pixels.</param>
+    /// <param name="prefix">Branches to use (the first k); 0 means all.</param>
+    /// <param name="batchSize">Images per batch: memory grows with it, speed up to a point.</param>
+    /// <param name="ct">Stops between batches.</param>
+    /// <exception cref="ArgumentException">The sizes do not match the pixels or the model, or the prefix or batch size is out of range.</exception>
+    public static Predictions Predict(this VisionModel model, ReadOnlyMemory<byte> pixels, int count, int height, int width, int prefix = 0, int batchSize = DefaultBatchSize, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var channels = model.Config.Channels;
+        if (height <= 0 || width <= 0 || pixels.Length != (long)count * channels * height * width)
+        {
+            throw new ArgumentException($"{count} images of {channels}×{height}×{width} bytes need {(long)count * channels * Math.Max(height, 0) * Math.Max(width, 0)} bytes, got {pixels.Length}", nameof(pixels));
+        }
+
+        return model.Predict(new ImageDataset("images", channels, height, width, model.Config.Classes, pixels, new int[count]), prefix, batchSize, ct);
+    }
+
+    /// <summary>Predicts the images of a dataset (its labels are not used), transformed as in evaluation.</summary>
+    /// <inheritdoc cref="Predict(VisionModel, ReadOnlyMemory{byte}, int, int, int, int, int, CancellationToken)"/>
+    public static Predictions Predict(this VisionModel model, ImageDataset images, int prefix = 0, int batchSize = DefaultBatchSize, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(images);
+        var k = CheckRequest(model, prefix, batchSize);
+        if (images.Channels != model.Config.Channels)
+        {
+            throw new ArgumentException($"images have {images.Channels} channels but the model takes {model.Config.Channels}", nameof(images));
+        }
+
+        var input = new BatchInput(model, Transform.Reference(images.Channels, model.Config.ImageSize, train: false));
+        using var loader = input.Loader(images, batchSize, shuffle: false, seed: 0);
+        return Collect(model, images.Count, k, logits =>
+        {
+            foreach (var batch in loader.Epoch(0, ct: ct))
+            {
+                using var scope = TensorScope.Begin();
+                var (pixelsOnDevice, _) = input.ToDevice(batch);
+                logits(batch.Index * batchSize, pixelsOnDevice);
+            }
+        });
+    }
+
+    /// <summary>
+    /// Predicts model input as it is: <paramref name="images"/> [N, C, S, S] float32, already normalised (what a
+    /// PyTorch model of the same weights would be given), on any device.
+    /// </summary>
+    /// <inheritdoc cref="Predict(VisionModel, ReadOnlyMemory{byte}, int, int, int, int, int, CancellationToken)"/>
+    public static Predictions Predict(this VisionModel model, Tensor images, int prefix = 0, int batchSize = DefaultBatchSize, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(images);
+        var k = CheckRequest(model, prefix, batchSize);
+        var size = model.Config.ImageSize;
+        if (images.Rank != 4 || images.DType != DType.Float32 || images.Shape[1] != model.Config.Channels || images.Shape[2] != size || images.Shape[3] != size)
+        {
+            throw new ArgumentException($"images {images.Shape} {images.DType} do not fit the model, which takes float32 [N, {model.Config.Channels}, {size}, {size}]", nameof(images));
+        }
+
+        var count = images.Shape[0];
+        return Collect(model, count, k, logits =>
+        {
+            for (var start = 0; start < count; start += batchSize)
+            {
+                ct.ThrowIfCancellationRequested();
+                using var scope = TensorScope.Begin();
+                var chunk = images.NarrowView(start, Math.Min(batchSize, count - start));
+                logits(start, chunk.Context == model.Context ? chunk : F.Transfer(chunk, model.Context));
+            }
+        });
+    }
+
+    private static int CheckRequest(VisionModel model, int prefix, int batchSize)
+    {
+        if (prefix < 0 || prefix > model.Prefixes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(prefix), $"prefix {prefix} is outside 1..{model.Prefixes} (0 for all branches)");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        return prefix == 0 ? model.Prefixes : prefix;
+    }
+
+    /// <summary>Runs <paramref name="feed"/>, which hands each batch (its first row, its images) to the model; the logits gather on the device and are read once.</summary>
+    private static Predictions Collect(VisionModel model, int count, int prefix, Action<Action<int, Tensor>> feed)
+    {
+        var classes = model.Config.Classes;
+        using var unscoped = TensorScope.Unscoped();
+        using var all = Tensor.Empty(new Shape(Math.Max(count, 1), classes), DType.Float32, model.Context);
+        using (model.InferenceMode())
+        {
+            feed((start, images) => model.Context.Ops.CopyAcross(model.Forward(images, prefix), all.NarrowView(start, images.Shape[0])));
+        }
+
+        var logits = new float[count * classes];
+        if (count > 0)
+        {
+            all.CopyTo<float>(logits);
+        }
+
+        return new Predictions(logits, count, classes, prefix);
+    }
+}
