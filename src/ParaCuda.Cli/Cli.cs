@@ -38,6 +38,8 @@ internal static partial class Cli
             CompressCommand.Create(),
             ExpandCommand.Create(),
             ReportCommand.Create(),
+            InteropCommands.Export(),
+            InteropCommands.Import(),
             InfoCommand.Create(),
         };
         root.Options.Add(Options.Threads);

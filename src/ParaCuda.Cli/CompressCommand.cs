@@ -53,16 +53,7 @@ internal static class CompressCommand
         }
 
         var source = Setup.CheckpointFile(parse.GetValue(s_checkpoint)!, "--checkpoint");
-        var outPath = Path.GetFullPath(parse.GetValue(s_out)!);
-        if (!outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
-        {
-            throw new UserError($"--out must name a .safetensors file, got {outPath}");
-        }
-
-        if (outPath == Path.GetFullPath(source) || File.Exists(outPath))
-        {
-            throw new UserError($"{outPath} already exists; choose another --out (compress never overwrites a checkpoint)");
-        }
+        var outPath = Setup.NewCheckpointFile(parse.GetValue(s_out)!, "--out");
 
         var config = Checkpoint.ReadConfig(source);
         if (config.Kind != ModelKind.ParaFormer)

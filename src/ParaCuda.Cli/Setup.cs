@@ -110,6 +110,15 @@ internal static class Setup
         return File.Exists(path) ? path : throw new UserError($"{option}: {path} does not exist");
     }
 
+    /// <summary>A checkpoint file to create: a .safetensors name not yet taken (a command never overwrites a checkpoint).</summary>
+    public static string NewCheckpointFile(string path, string option)
+    {
+        var full = Path.GetFullPath(path);
+        return !full.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? throw new UserError($"{option} must name a .safetensors file, got {full}")
+            : File.Exists(full) || Directory.Exists(full) ? throw new UserError($"{full} already exists; choose another {option} (checkpoints are never overwritten)")
+            : full;
+    }
+
     /// <summary>Training and test sets of a named dataset (synthetic data is generated, the rest read from disk).</summary>
     public static (ImageDataset Train, ImageDataset Test) Load(string dataset, string? directory, int seed)
     {
@@ -122,6 +131,10 @@ internal static class Setup
 
         return Datasets.Load(dataset, directory);
     }
+
+    /// <summary>The test set of a named dataset alone (the training files are not read).</summary>
+    public static ImageDataset LoadTest(string dataset, string? directory, int seed) =>
+        dataset.Equals(SyntheticName, StringComparison.OrdinalIgnoreCase) ? Load(dataset, directory, seed).Test : Datasets.LoadTest(dataset, directory);
 
     /// <summary>Checks that a model built for <paramref name="config"/> can read <paramref name="data"/>.</summary>
     public static void CheckFits(ModelConfig config, ImageDataset data, string what)

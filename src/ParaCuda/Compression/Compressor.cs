@@ -33,12 +33,10 @@ public sealed record CompressionReport(
     double TestAccuracyBeforeRefit,
     double TestAccuracyAfterRefit)
 {
-    public static JsonSerializerOptions Json { get; } = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
-
-    public string ToJson() => JsonSerializer.Serialize(this, Json);
+    public string ToJson() => JsonSerializer.Serialize(this, CompressionJson.Default.CompressionReport);
 
     public static CompressionReport FromJson(string json) =>
-        JsonSerializer.Deserialize<CompressionReport>(json, Json) ?? throw new JsonException("empty compression report");
+        JsonSerializer.Deserialize(json, CompressionJson.Default.CompressionReport) ?? throw new JsonException("empty compression report");
 }
 
 /// <summary>Builds, re-fits and times ParaFormers reduced to a subset of their branches.</summary>

@@ -24,12 +24,10 @@ public sealed record ContinualReport(
 {
     public const string FileName = "continual.json";
 
-    public static JsonSerializerOptions Json { get; } = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
-
-    public string ToJson() => JsonSerializer.Serialize(this, Json);
+    public string ToJson() => JsonSerializer.Serialize(this, ContinualJson.Default.ContinualReport);
 
     public static ContinualReport FromJson(string json) =>
-        JsonSerializer.Deserialize<ContinualReport>(json, Json) ?? throw new JsonException("empty continual-learning report");
+        JsonSerializer.Deserialize(json, ContinualJson.Default.ContinualReport) ?? throw new JsonException("empty continual-learning report");
 }
 
 /// <summary>

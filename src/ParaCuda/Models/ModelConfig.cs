@@ -116,28 +116,36 @@ public sealed record ModelConfig
         return Dropout is < 0 or >= 1 || EmbeddingDropout is < 0 or >= 1 ? "dropout must be in [0, 1)" : null;
     }
 
-    private static readonly JsonSerializerOptions s_json = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
-    };
-
     /// <summary>The config as JSON, as stored in checkpoints.</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, s_json);
+    public string ToJson() => JsonSerializer.Serialize(this, ModelConfigJson.Default.ModelConfig);
 
     /// <summary>Parses <see cref="ToJson"/>'s output; throws <see cref="JsonException"/> on anything else.</summary>
     public static ModelConfig FromJson(string json) =>
-        JsonSerializer.Deserialize<ModelConfig>(json, s_json) ?? throw new JsonException("model config is null");
+        JsonSerializer.Deserialize(json, ModelConfigJson.Default.ModelConfig) ?? throw new JsonException("model config is null");
 
     /// <summary>The fields in which <paramref name="other"/> differs from this config, as "name: this → other".</summary>
     public IReadOnlyList<string> Differences(ModelConfig other)
     {
         ArgumentNullException.ThrowIfNull(other);
-        var mine = JsonSerializer.SerializeToElement(this, s_json);
-        var theirs = JsonSerializer.SerializeToElement(other, s_json);
+        var mine = JsonSerializer.SerializeToElement(this, ModelConfigJson.Default.ModelConfig);
+        var theirs = JsonSerializer.SerializeToElement(other, ModelConfigJson.Default.ModelConfig);
         return mine.EnumerateObject()
             .Where(p => p.Value.ToString() != theirs.GetProperty(p.Name).ToString())
             .Select(p => $"{p.Name}: {p.Value} → {theirs.GetProperty(p.Name)}")
             .ToList();
     }
 }
+
+/// <summary>
+/// ModelConfig's JSON, generated at compile time (no reflection, so it works compiled ahead of time): snake_case
+/// names and enum values, as checkpoints have always stored them.
+/// </summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    Converters = [typeof(SnakeCaseEnumConverter<ModelKind>), typeof(SnakeCaseEnumConverter<SkipConnection>), typeof(SnakeCaseEnumConverter<Pooling>)])]
+[JsonSerializable(typeof(ModelConfig))]
+internal sealed partial class ModelConfigJson : JsonSerializerContext;
+
+/// <summary>An enum written as its snake_case name ("para_former"); numbers are still read.</summary>
+internal sealed class SnakeCaseEnumConverter<T>() : JsonStringEnumConverter<T>(JsonNamingPolicy.SnakeCaseLower)
+    where T : struct, Enum;

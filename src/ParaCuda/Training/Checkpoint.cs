@@ -93,13 +93,10 @@ public static class Checkpoint
     public const string ConfigKey = "paracuda.config";
     public const string KindKey = "paracuda.kind";
     public const string StateKey = "paracuda.training";
-    private const string OptimizerPrefix = "optimizer.";
 
-    private static readonly JsonSerializerOptions s_json = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    };
+    /// <summary>The kind of a file holding weights in PyTorch's layout (see Interop.PyTorchFormat), which a ParaCuda loader refuses by name.</summary>
+    public const string PyTorchKind = "pytorch";
+    private const string OptimizerPrefix = "optimizer.";
 
     /// <summary>Weights and config only: what serving, evaluation and compression need.</summary>
     public static void SaveModel(string path, VisionModel model, IReadOnlyDictionary<string, string>? metadata = null)
@@ -126,7 +123,7 @@ public static class Checkpoint
         {
             [KindKey] = "training",
             [ConfigKey] = model.Config.ToJson(),
-            [StateKey] = JsonSerializer.Serialize(full, s_json),
+            [StateKey] = JsonSerializer.Serialize(full, TrainingJson.Default.TrainingState),
         };
         SafeTensors.Write(path, tensors, meta);
     }
@@ -140,6 +137,11 @@ public static class Checkpoint
     {
         SafeTensors.Verify(path);
         var metadata = SafeTensors.ReadMetadata(path);
+        if (metadata.GetValueOrDefault(KindKey) == PyTorchKind)
+        {
+            throw Bad(path, "it holds weights in PyTorch's layout (written by paracuda export --format pytorch); bring them back with paracuda import");
+        }
+
         if (!metadata.TryGetValue(ConfigKey, out var json))
         {
             throw Bad(path, "it has no ParaCuda model config in its metadata (was it written by ParaCuda?)");
@@ -242,7 +244,7 @@ public static class Checkpoint
 
         try
         {
-            return JsonSerializer.Deserialize<TrainingState>(json, s_json) ?? throw new JsonException("null state");
+            return JsonSerializer.Deserialize(json, TrainingJson.Default.TrainingState) ?? throw new JsonException("null state");
         }
         catch (JsonException e)
         {

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Serialization;
 
 namespace ParaCuda.Training;
 
@@ -33,17 +32,10 @@ public sealed record EpochMetrics(
     bool Partial = false)
 {
     /// <summary>snake_case JSON, one object per line, for pandas/jq users.</summary>
-    public static JsonSerializerOptions Json { get; } = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
-        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    };
-
-    public string ToJsonLine() => JsonSerializer.Serialize(this, Json);
+    public string ToJsonLine() => JsonSerializer.Serialize(this, TrainingJson.Default.EpochMetrics);
 
     public static EpochMetrics FromJsonLine(string line) =>
-        JsonSerializer.Deserialize<EpochMetrics>(line, Json) ?? throw new JsonException("empty metrics line");
+        JsonSerializer.Deserialize(line, TrainingJson.Default.EpochMetrics) ?? throw new JsonException("empty metrics line");
 
     /// <summary>
     /// Reads a metrics.jsonl file, naming the file and line of anything it cannot parse. A last line without its
