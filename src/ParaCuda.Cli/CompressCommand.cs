@@ -71,7 +71,7 @@ internal static class CompressCommand
         var seed = parse.GetValue(s_seed);
         var (trainSet, test) = Setup.Load(dataset, parse.GetValue(Options.Data), seed);
         Setup.CheckFits(config, test, $"{dataset} test set");
-        var (train, validation, _, _, eval) = Setup.Split(trainSet, test, config, new TrainOptions { Seed = seed });
+        var (train, validation, _, _, eval) = TrainData.Split(trainSet, test, config, new TrainOptions { Seed = seed });
         MemoryBudget.Check($"compressing {config.ParameterCount():N0} parameters, timed on batches of {parse.GetValue(s_batch)} (lower --batch)", MemoryBudget.ForInference(config, Math.Max(parse.GetValue(s_batch), 1000)), placement);
         using var model = (ParaFormer)Checkpoint.LoadModel(source, placement.Main, placement.BranchContexts(config.Branches));
 

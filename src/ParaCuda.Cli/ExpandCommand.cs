@@ -99,7 +99,7 @@ internal static class ExpandCommand
         var options = Expansion.ForNewBranches(RunOptions.BuildTraining(parse, preset), config.Branches, parse.GetValue(s_freeze));
         var grown = config with { Branches = config.Branches + add };
         MemoryBudget.Check($"training {grown.ParameterCount():N0} parameters ({config.Branches} + {Count.Of(add, "branch", "branches")}) on batches of {options.BatchSize} (lower --add-branches or --batch)", MemoryBudget.ForTraining(grown, options.BatchSize), placement);
-        var split = Setup.Split(trainSet, test, config, options);
+        var split = TrainData.Split(trainSet, test, config, options);
         var data = split with
         {
             Train = Expansion.NewData(split.Train, keep, parse.GetValue(s_replay), seed),
@@ -180,7 +180,7 @@ internal static class ExpandCommand
 
         var grown = config with { Branches = config.Branches + add };
         MemoryBudget.Check($"training {grown.ParameterCount():N0} parameters ({config.Branches} + {Count.Of(add, "branch", "branches")}) on batches of {options.BatchSize} (lower --add-branches or --batch)", MemoryBudget.ForTraining(grown, options.BatchSize), placement);
-        var data = Setup.Split(trainSet, test, config, options);
+        var data = TrainData.Split(trainSet, test, config, options);
         var outDirectory = parse.GetValue(s_out) ?? Path.Combine(TrainCommand.RunsDirectory, $"{DateTime.Now:yyyyMMdd-HHmmss}-split-classes");
         if (Directory.Exists(outDirectory) && Directory.EnumerateFileSystemEntries(outDirectory).Any())
         {

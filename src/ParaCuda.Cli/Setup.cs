@@ -150,16 +150,6 @@ internal static class Setup
         }
     }
 
-    /// <summary>
-    /// The training set split as the trainer's runs split it (the options' validation fraction, seeded by the
-    /// options' seed), with the training and evaluation transforms: every command sees the same validation images.
-    /// </summary>
-    public static TrainData Split(ImageDataset trainSet, ImageDataset test, ModelConfig config, TrainOptions options)
-    {
-        var (train, validation) = trainSet.Split(options.ValidationFraction, options.Seed);
-        return new TrainData(train, validation, test, Transform(config, train: options.Augment), Transform(config, train: false));
-    }
-
     /// <summary>The reference normalisation, resizing to the model's input size (and augmenting when training).</summary>
     public static Transform Transform(ModelConfig config, bool train) => Data.Transform.Reference(config.Channels, config.ImageSize, train);
 }

@@ -39,7 +39,7 @@ internal static class TrainCommand
         var run = resume ? Continued(parse) : Started(parse);
         var (config, options, outDirectory) = (run.Config, run.Options, run.OutDirectory);
         MemoryBudget.Check($"training {config.ParameterCount():N0} parameters on batches of {options.BatchSize} (lower --batch, or the model's size)", MemoryBudget.ForTraining(config, options.BatchSize), placement);
-        var data = Setup.Split(run.Train, run.Test, config, options);
+        var data = TrainData.Split(run.Train, run.Test, config, options);
         using var model = ModelFactory.Create(config, ModuleInit.Create(options.Seed, placement.Main, placement.BranchContexts(config.Branches)));
         AnsiConsole.WriteLine(
             $"{(resume ? "resuming " : "")}{config.Kind} '{run.Name}': {RunOptions.Describe(config)}, {model.ParameterCount():N0} parameters | {options.Dataset}: {data.Train.Count:N0} train, {data.Validation.Count:N0} val, {data.Test.Count:N0} test | " +

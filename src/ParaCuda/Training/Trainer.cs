@@ -10,19 +10,48 @@ using ParaCuda.Tensors;
 namespace ParaCuda.Training;
 
 /// <summary>The datasets of a run and how each is prepared.</summary>
-public sealed record TrainData(ImageDataset Train, ImageDataset Validation, ImageDataset Test, Transform TrainTransform, Transform EvalTransform);
+public sealed record TrainData(ImageDataset Train, ImageDataset Validation, ImageDataset Test, Transform TrainTransform, Transform EvalTransform)
+{
+    /// <summary>
+    /// A training set split as every run splits it (<see cref="TrainOptions.ValidationFraction"/>, seeded by
+    /// <see cref="TrainOptions.Seed"/>), with the reference transforms for a model of <paramref name="config"/>:
+    /// resize and normalise, plus random crops and flips for training when <see cref="TrainOptions.Augment"/>.
+    /// </summary>
+    public static TrainData Split(ImageDataset trainSet, ImageDataset test, ModelConfig config, TrainOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(trainSet);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(options);
+        var (train, validation) = trainSet.Split(options.ValidationFraction, options.Seed);
+        return new TrainData(train, validation, test, Transform.Reference(config.Channels, config.ImageSize, options.Augment), Transform.Reference(config.Channels, config.ImageSize, train: false));
+    }
+}
 
-/// <summary>What a front end shows while training runs. Calls come from the training thread.</summary>
+/// <summary>
+/// What a front end shows while training runs: implement the calls you need, the others do nothing. Calls come
+/// from the training thread; to stop a run, cancel the token given to <see cref="Trainer.Run"/>.
+/// </summary>
 public interface ITrainingObserver
 {
-    void PassStarted(int epoch, int epochs, string pass, int batches, int startBatch);
+    /// <summary>A pass over the training set begins (an epoch of lpa has several: one per prefix, then the full model).</summary>
+    void PassStarted(int epoch, int epochs, string pass, int batches, int startBatch)
+    {
+    }
 
     /// <summary>After each batch: the loss and accuracy of its last step, and the pass's images/s so far.</summary>
-    void BatchDone(int batch, double loss, double accuracy, double imagesPerSecond);
+    void BatchDone(int batch, double loss, double accuracy, double imagesPerSecond)
+    {
+    }
 
-    void Evaluating(int epoch);
+    /// <summary>The epoch's training is done; validation and test evaluation begin.</summary>
+    void Evaluating(int epoch)
+    {
+    }
 
-    void EpochDone(EpochMetrics metrics, bool best);
+    /// <summary>An epoch is done and recorded; <paramref name="best"/> when it saved a new best checkpoint.</summary>
+    void EpochDone(EpochMetrics metrics, bool best)
+    {
+    }
 }
 
 /// <summary>How a run ended: all epochs done, or stopped (max steps, cancellation) with a resumable checkpoint.</summary>

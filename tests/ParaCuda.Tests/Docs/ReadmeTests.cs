@@ -71,8 +71,24 @@ public class ReadmeTests
                 Assert.That(File.GetUnixFileMode(script).HasFlag(UnixFileMode.UserExecute), "executable");
             }
 
-            Assert.That(readme, Does.Contain("`build.ps1 build|test|publish|kit`").And.Contain("it needs\nPowerShell, `pwsh`"));
+            Assert.That(readme, Does.Contain("`build.ps1 build|test|publish|pack|native|kit`").And.Contain("it needs\nPowerShell, `pwsh`"));
         });
+    }
+
+    [TestCase("c", "predict.c")]
+    [TestCase("python", "predict.py")]
+    public void The_embedding_snippets_are_excerpts_of_the_examples_the_tests_run(string language, string example)
+    {
+        var readme = File.ReadAllText(Path.Combine(Repository.Root, "README.md"));
+        var embedding = readme[readme.IndexOf("\n## Embedding\n", StringComparison.Ordinal)..];
+        embedding = embedding[..embedding.IndexOf("\n## ", 1, StringComparison.Ordinal)];
+        var source = File.ReadAllText(Path.Combine(Repository.Root, "native", "libparacuda", "examples", example));
+        var blocks = embedding.Split($"```{language}\n").Skip(1).Select(b => b[..b.IndexOf("```", StringComparison.Ordinal)]).ToList();
+        Assert.That(blocks, Is.Not.Empty);
+        foreach (var block in blocks)
+        {
+            Assert.That(source, Does.Contain(block), $"README's {language} snippet is not in {example}");
+        }
     }
 
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]

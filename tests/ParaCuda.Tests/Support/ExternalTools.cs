@@ -64,9 +64,14 @@ internal static class ExternalTools
     }
 
     /// <summary>Runs a program to its end (10 minutes at most); its exit code, stdout and stderr.</summary>
-    public static (int Code, string Stdout, string Stderr) Run(string program, IEnumerable<string> args, string? directory = null)
+    public static (int Code, string Stdout, string Stderr) Run(string program, IEnumerable<string> args, string? directory = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = directory ?? Environment.CurrentDirectory };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);
