@@ -141,7 +141,9 @@ internal static unsafe class Exports
                 IOException or UnauthorizedAccessException => Status.IoError,
                 _ => Status.Internal,
             };
-            SetLastError(status == Status.Internal ? $"{error.GetType().Name}: {error.Message}" : error.Message);
+            // .NET appends "(Parameter 'x')" to argument errors: a C caller never saw that name.
+            var message = error is ArgumentException { ParamName: { } name } ? error.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : error.Message;
+            SetLastError(status == Status.Internal ? $"{error.GetType().Name}: {message}" : message);
             return status;
         }
     }
@@ -195,10 +197,19 @@ internal static unsafe class Exports
         }
     }
 
-    /// <summary>"auto" (a GPU when the driver finds one, else the CPU), "cpu", "cuda", "cuda:N" or "emu".</summary>
+    /// <summary>"auto" (a GPU when the driver finds one, else the CPU), "cpu", "cuda", "cuda:N" or "emu", optionally followed by "+fp32" or "+tf32".</summary>
     private static Placement Placed(string device)
     {
         device = device.Trim().ToLowerInvariant();
+        GemmPrecision? precision = null;
+        if (device.Split('+') is [var name, var suffix])
+        {
+            device = name;
+            precision = Enum.TryParse<GemmPrecision>(suffix, ignoreCase: true, out var chosen) && suffix is "fp32" or "tf32"
+                ? chosen
+                : throw new ArgumentException($"precision '{suffix}' is not fp32 or tf32");
+        }
+
         if (device == "auto")
         {
             device = CudaDriver.IsAvailable ? "cuda" : "cpu";
@@ -206,7 +217,7 @@ internal static unsafe class Exports
 
         if (device == "cpu")
         {
-            return Placement.Cpu;
+            return precision is null ? Placement.Cpu : throw new ArgumentException("the CPU computes in float32 only; +fp32 and +tf32 apply to CUDA devices");
         }
 
         var emulated = device == "emu";
@@ -221,7 +232,7 @@ internal static unsafe class Exports
             throw new CudaException($"device '{device}': {reason}", 0);
         }
 
-        return Placement.Cuda([parsed.Index], emulated, BranchExecution.Streams);
+        return Placement.Cuda([parsed.Index], emulated, BranchExecution.Streams, precision);
     }
 
     /// <summary>paracuda_status in paracuda.h.</summary>

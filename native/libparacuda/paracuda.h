@@ -54,7 +54,9 @@ const char* paracuda_last_error(void);
 paracuda_status paracuda_set_threads(int32_t threads);
 
 /* Loads a checkpoint written by `paracuda train`, `compress` or `expand` (or the .NET API).
- * device: NULL or "auto" (a GPU when there is one, else the CPU), "cpu", "cuda", "cuda:N", or "emu". */
+ * device: NULL or "auto" (a GPU when there is one, else the CPU), "cpu", "cuda", "cuda:N", or "emu" (the
+ * emulated CUDA device: the CUDA code run on the CPU, slowly, for checks). A CUDA device may end in "+fp32"
+ * (strict float32 GEMMs, as the CPU) or "+tf32" (tensor cores; the default where the GPU has them). */
 paracuda_status paracuda_load(const char* path, const char* device, paracuda_model** model);
 
 paracuda_status paracuda_get_info(const paracuda_model* model, paracuda_model_info* info);

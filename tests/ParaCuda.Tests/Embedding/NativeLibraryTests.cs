@@ -83,6 +83,51 @@ public class NativeLibraryTests
         Assert.That(Parse(stdout), Is.EqualTo(_evalLogits).Within(1e-6f));
     }
 
+    /// <summary>Float input, labels only, on the CPU and (when the emulator can run) on the emulated CUDA device in strict float32, and a bad prefix, through ctypes.</summary>
+    [Test]
+    public void Float_input_gives_the_same_predictions_on_every_device()
+    {
+        var devices = CudaDevices.EmulatorUnavailable() is null ? "cpu emu+fp32" : "cpu";
+        var script = $$"""
+            import ctypes, random, sys
+            lib = ctypes.CDLL(sys.argv[1])
+            lib.paracuda_last_error.restype = ctypes.c_char_p
+            random.seed(5)
+            images = (ctypes.c_float * (6 * 784))(*[random.uniform(-2.5, 2.5) for _ in range(6 * 784)])
+            for device in "{{devices}}".split():
+                model = ctypes.c_void_p()
+                assert lib.paracuda_load(sys.argv[2].encode(), device.encode(), ctypes.byref(model)) == 0, lib.paracuda_last_error()
+                logits = (ctypes.c_float * 60)()
+                labels = (ctypes.c_int32 * 6)()
+                assert lib.paracuda_predict_f32(model, images, 6, 0, 4, logits, None) == 0, lib.paracuda_last_error()
+                assert lib.paracuda_predict_f32(model, images, 6, 1, 0, None, labels) == 0, lib.paracuda_last_error()
+                print(device, " ".join(repr(v) for v in logits), "|", " ".join(str(v) for v in labels))
+                status = lib.paracuda_predict_f32(model, images, 6, 3, 0, logits, None)
+                print("prefix 3:", status, lib.paracuda_last_error().decode())
+                lib.paracuda_free(model)
+            """;
+        var path = Path.Combine(_dir, "floats.py");
+        File.WriteAllText(path, script);
+        var (code, stdout, stderr) = ExternalTools.Run("python3", [path, Path.Combine(_library, "libparacuda.so"), _checkpoint]);
+        Assert.That(code, Is.Zero, stdout + stderr);
+
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var rows = lines.Where(l => !l.StartsWith("prefix", StringComparison.Ordinal)).Select(l => l.Split(' ', 2)).ToDictionary(p => p[0], p => p[1].Split(" | "));
+        var cpu = Parse(rows["cpu"][0]);
+        Assert.Multiple(() =>
+        {
+            Assert.That(cpu, Has.Length.EqualTo(60));
+            Assert.That(rows.Keys, Is.EqualTo(devices.Split(' ')));
+            foreach (var (device, row) in rows)
+            {
+                Close.Check(Parse(row[0]), cpu.Select(v => (double)v).ToList(), 1e-5, $"{device} logits against the CPU's");
+                Assert.That(row[1].Split(' ').Select(int.Parse), Has.All.InRange(0, 9), device);
+            }
+
+            Assert.That(lines.Where(l => l.StartsWith("prefix", StringComparison.Ordinal)), Has.All.EqualTo("prefix 3: 1 prefix 3 is outside 1..2 (0 for all branches)"));
+        });
+    }
+
     [Test]
     public void Ten_thousand_images_of_the_tiny_preset_in_one_call_stay_under_500_MB()
     {
