@@ -42,6 +42,7 @@ public static unsafe class CpuCeilings
         try
         {
             stats = Timing.Measure(
+                CpuBackend.Instance.DefaultContext,
                 _ =>
                 {
                     start.SignalAndWait();
@@ -72,6 +73,7 @@ public static unsafe class CpuCeilings
             new Span<byte>(source, (int)bytes).Fill(1);
             var chunks = Environment.ProcessorCount * 4;
             var stats = Timing.Measure(
+                CpuBackend.Instance.DefaultContext,
                 _ => Parallel.For(0, chunks, c =>
                 {
                     var length = bytes / chunks;

@@ -31,7 +31,8 @@ public sealed record Run(
     string Runtime,
     IReadOnlyDictionary<string, double> Ceilings,
     IReadOnlyList<Result> Results,
-    string Command);
+    string Command,
+    IReadOnlyDictionary<string, string> Notes);
 
 public static class Report
 {
@@ -77,6 +78,10 @@ public static class Report
         AnsiConsole.Write(table);
         var ceilings = string.Join(", ", run.Ceilings.Select(c => $"{c.Key} {F(c.Value, 1)}"));
         AnsiConsole.MarkupLine($"[grey]ceilings measured in this run: {Markup.Escape(ceilings)}[/]");
+        foreach (var (what, note) in run.Notes)
+        {
+            AnsiConsole.MarkupLine($"[grey]{Markup.Escape(what)}: {Markup.Escape(note)}[/]");
+        }
     }
 
     private static string F(double v, int digits) => v.ToString($"F{digits}", CultureInfo.InvariantCulture);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ParaCuda.Backends;
 
 namespace ParaCuda.Perf;
 
@@ -9,23 +10,25 @@ public static class Timing
 {
     /// <summary>
     /// Runs <paramref name="body"/> (given the repeat index, so callers can rotate inputs) until it is warm,
-    /// then times it repeatedly for about <paramref name="budgetSeconds"/> (at least <paramref name="minRepeats"/> times).
+    /// then times it repeatedly for about <paramref name="budgetSeconds"/> (at least <paramref name="minRepeats"/> times),
+    /// each repeat as <paramref name="context"/> times its work (CUDA events on a GPU).
     /// </summary>
-    public static Stats Measure(Action<int> body, double budgetSeconds = 1.0, int minRepeats = 5, int warmup = 3)
+    public static Stats Measure(ComputeContext context, Action<int> body, double budgetSeconds = 1.0, int minRepeats = 5, int warmup = 3)
     {
+        ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(body);
         for (var i = 0; i < warmup; i++)
         {
             body(i);
         }
 
+        context.Synchronize();
         var samples = new List<double>();
         var total = Stopwatch.StartNew();
         for (var i = 0; samples.Count < minRepeats || total.Elapsed.TotalSeconds < budgetSeconds; i++)
         {
-            var sw = Stopwatch.StartNew();
-            body(i);
-            samples.Add(sw.Elapsed.TotalMilliseconds);
+            var repeat = i;
+            samples.Add(context.Time(() => body(repeat)));
             if (samples.Count >= 10_000)
             {
                 break;

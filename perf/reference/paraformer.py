@@ -7,7 +7,7 @@ ParaCuda's own layout (PyTorch's is the usual one): embed.proj is a Conv2d, weig
 [1, 1, D]; embed.pos is [1, T, D].
 
     model = build(config)                       # config: the dict in a checkpoint's config.json
-    model, config = load("model.safetensors")   # a file written by paracuda export, or by save()
+    model, config = load("model.safetensors")   # any ParaCuda checkpoint, or a file from paracuda export or save()
     save("model.safetensors", model, config)
 """
 import json
@@ -161,10 +161,24 @@ def write_safetensors(path, tensors, metadata):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
+def from_paracuda_layout(tensors, config):
+    """ParaCuda's own checkpoint layout to PyTorch's: the patch projection [D, p*p*C] flattened as (row, column,
+    channel) becomes the Conv2d weight [D, C, p, p]; cls and pos gain their leading ones; optimizer state goes."""
+    d, c, p = config["dim"], config["channels"], config["patch"]
+    out = {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}
+    out["embed.proj.weight"] = out["embed.proj.weight"].reshape(d, p, p, c).permute(0, 3, 1, 2).contiguous()
+    out["embed.cls"] = out["embed.cls"].reshape(1, 1, d)
+    out["embed.pos"] = out["embed.pos"].reshape(1, -1, d)
+    return out
+
+
 def load(path):
-    """(model, config) from a file in PyTorch's layout that carries its config (paracuda export, or save())."""
+    """(model, config) from any ParaCuda checkpoint (train, compress, expand) or a file in PyTorch's layout that
+    carries its config (paracuda export, or save())."""
     tensors, metadata = read_safetensors(path)
     config = json.loads(metadata["paracuda.config"])
+    if metadata.get("paracuda.kind") != "pytorch":
+        tensors = from_paracuda_layout(tensors, config)
     model = build(config)
     model.load_state_dict(tensors, strict=True)
     return model.eval(), config

@@ -55,6 +55,20 @@ public abstract class ComputeContext
     /// <summary>Blocks the host until everything issued on this context has finished.</summary>
     public abstract void Synchronize();
 
+    /// <summary>
+    /// Milliseconds from the start to the end of the work <paramref name="body"/> issues on this context, waiting
+    /// for it to finish: timing events around it on a GPU, the wall clock on the CPU (whose ops run as issued).
+    /// For benchmarks: warm up first, and feed it fresh data.
+    /// </summary>
+    public virtual double Time(Action body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        body();
+        Synchronize();
+        return clock.Elapsed.TotalMilliseconds;
+    }
+
     public override string ToString() => $"{Device}/{Name}";
 }
 

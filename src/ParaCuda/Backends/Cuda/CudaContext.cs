@@ -54,6 +54,25 @@ public sealed class CudaContext : ComputeContext, IDisposable
 
     public override void Synchronize() => Gpu.SynchronizeStream(Stream);
 
+    public override double Time(Action body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        var (start, end) = (Gpu.CreateEvent(timing: true), Gpu.CreateEvent(timing: true));
+        try
+        {
+            Gpu.RecordEvent(start, Stream);
+            body();
+            Gpu.RecordEvent(end, Stream);
+            Gpu.SynchronizeEvent(end);
+            return Gpu.ElapsedMilliseconds(start, end);
+        }
+        finally
+        {
+            Gpu.DestroyEvent(start);
+            Gpu.DestroyEvent(end);
+        }
+    }
+
     public void Dispose()
     {
         if (_staging.IsValueCreated)
