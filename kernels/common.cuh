@@ -41,6 +41,14 @@ __device__ __forceinline__ long long warp_row()
     return (long long)blockIdx.x * (blockDim.x / PC_WARP) + threadIdx.x / PC_WARP;
 }
 
+// Ops with per-group parameters (a ParaFormer's branches run as one batch, each with its own γ, β or bias):
+// element i of a tensor whose groups hold group_elems elements each uses row (i / group_elems) of a [groups, cols]
+// parameter. One group (group_elems = all of them) is the plain broadcast.
+__device__ __forceinline__ long long group_param(long long i, int cols, long long group_elems)
+{
+    return i / group_elems * cols + i % cols;
+}
+
 __device__ __forceinline__ int lane_id()
 {
     return threadIdx.x % PC_WARP;

@@ -3,7 +3,8 @@
 //   add:          out[i] = a[i] + b[i]                 (out may alias a or b)
 //   scale:        out[i] = alpha · x[i]                (out may alias x)
 //   bias_rows:    c[r, j] = beta · c[r, j] + bias[j]   (beta = 0: bias[j], c's old contents unread, even NaN);
-//                 a GEMM's bias, put in place before cuBLAS accumulates the product onto c with beta = 1
+//                 a GEMM's bias, put in place before cuBLAS accumulates the product onto c with beta = 1; a
+//                 batched GEMM's C [groups, m, n] takes bias row g in group g (group_elems = m·n; n for one)
 //   copy_strided: dst[i] = src[Σ_a index_a(i) · stride_a] for a view of rank ≤ 6 (the host pads the shape with
 //                 leading 1s), element i of dst in row-major order; 32-bit elements of any type
 #include "common.cuh"
@@ -20,10 +21,13 @@ extern "C" __global__ void scale(const float* x, float alpha, long long n, float
         out[i] = alpha * x[i];
 }
 
-extern "C" __global__ void bias_rows(const float* __restrict__ bias, float beta, long long n, int cols, float* __restrict__ c)
+extern "C" __global__ void bias_rows(const float* __restrict__ bias, float beta, long long n, int cols, long long group_elems, float* __restrict__ c)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        c[i] = beta == 0.0f ? bias[i % cols] : beta * c[i] + bias[i % cols];
+    {
+        const float b = bias[group_param(i, cols, group_elems)];
+        c[i] = beta == 0.0f ? b : beta * c[i] + b;
+    }
 }
 
 extern "C" __global__ void copy_strided(

@@ -5,18 +5,22 @@
 //
 // Two passes over the row (mean, then squared deviations), as the CPU reference, to avoid the cancellation
 // of E[x²] - E[x]²; the second pass reads the row from L1/L2.
+// With groups (a ParaFormer's branches batched), the rows come in groups of group_rows and group g normalises with
+// γ and β row g of [groups, cols]; group_rows = rows for one group.
 // Launch: one warp per row; block = 32·W threads (W warps, W rows), grid = ceil(rows / W).
 #include "common.cuh"
 
 extern "C" __global__ void layernorm_forward(
     const float* __restrict__ x, const float* __restrict__ gamma, const float* __restrict__ beta,
-    float eps, int rows, int cols,
+    float eps, int rows, int cols, int group_rows,
     float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd)
 {
     const long long row = warp_row();
     const int lane = lane_id();
     if (row >= rows)
         return;
+    gamma += row / group_rows * cols;
+    beta += row / group_rows * cols;
     const float* xr = x + (long long)row * cols;
     float* yr = y + (long long)row * cols;
 

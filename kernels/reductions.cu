@@ -1,9 +1,11 @@
 // reductions.cu: deterministic sums that several ops share.
 //
-// sum_rows_partial: partial[b, c] = Σ_{r ∈ [b·R, (b+1)·R)} x[r·stride + c]  (the column sums of a block of R
-//   rows; stride = cols for a dense matrix, larger to sum a column slice such as token 0 of every image).
-//   Block = 32 threads, one column each; grid = (ceil(C/32), ceil(rows/R)).
-// sum_rows_finish: out[c] = (accumulate ? out[c] : 0) + Σ_b partial[b, c], b in increasing order.
+// sum_rows_partial: the rows come in groups of G (one group: all rows; several: a ParaFormer's branches batched,
+//   each summed on its own). partial[g·B + b, c] = Σ_{r ∈ group g's rows [b·R, (b+1)·R)} x[r·stride + c] (the
+//   column sums of a block of R rows; stride = cols for a dense matrix, larger to sum a column slice such as
+//   token 0 of every image). Blocks never straddle groups, so a group's sums are those it would have alone.
+//   Block = 32 threads, one column each; grid = (ceil(C/32), B = ceil(G/R), groups).
+// sum_rows_finish: out[g, c] = (accumulate ? out[g, c] : 0) + Σ_b partial[g·B + b, c], b in increasing order.
 //   Used for bias gradients (SumRows), dγ/dβ of LayerNorm, dbias of bias+GELU, dcls and dpos of the tokens.
 //   Block = 256 threads, one column each; grid = ceil(C/256).
 // sum_partial / sum_finish: Σ x or Σ x² over one or many tensors, one launch each: block b of the partial
@@ -16,28 +18,31 @@
 //   clipping needs no host round trip (ClipByNorm). Same block layout as sum_partial.
 #include "common.cuh"
 
-extern "C" __global__ void sum_rows_partial(const float* __restrict__ x, int rows, int cols, long long row_stride, int rows_per_block, float* __restrict__ partial)
+extern "C" __global__ void sum_rows_partial(const float* __restrict__ x, int group_rows, int cols, long long row_stride, int rows_per_block, float* __restrict__ partial)
 {
     const int c = blockIdx.x * PC_WARP + threadIdx.x;
     if (c >= cols)
         return;
-    const int first = blockIdx.y * rows_per_block;
-    const int last = min(first + rows_per_block, rows);
+    const long long group_first = (long long)blockIdx.z * group_rows;
+    const long long first = group_first + (long long)blockIdx.y * rows_per_block;
+    const long long last = min(first + rows_per_block, group_first + group_rows);
     float sum = 0.0f;
-    for (int r = first; r < last; ++r)
+    for (long long r = first; r < last; ++r)
         sum += x[r * row_stride + c];
-    partial[(long long)blockIdx.y * cols + c] = sum;
+    partial[((long long)blockIdx.z * gridDim.y + blockIdx.y) * cols + c] = sum;
 }
 
-extern "C" __global__ void sum_rows_finish(const float* __restrict__ partial, int blocks, int cols, int accumulate, float* __restrict__ out)
+extern "C" __global__ void sum_rows_finish(const float* __restrict__ partial, int blocks, int cols, int groups, int accumulate, float* __restrict__ out)
 {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols)
+    const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i >= (long long)groups * cols)
         return;
-    float sum = accumulate ? out[c] : 0.0f;
+    const long long g = i / cols;
+    const int c = (int)(i % cols);
+    float sum = accumulate ? out[i] : 0.0f;
     for (int b = 0; b < blocks; ++b)
-        sum += partial[(long long)b * cols + c];
-    out[c] = sum;
+        sum += partial[(g * blocks + b) * cols + c];
+    out[i] = sum;
 }
 
 // One tensor of a multi-tensor launch: its data, its length, the first block that works on it, and where

@@ -154,7 +154,7 @@ public abstract class Ops
         SumManyCore(xs, output);
     }
 
-    /// <summary>y = gelu(x + bias) with the exact erf GELU; bias [N] broadcasts over the rows of x [*, N].</summary>
+    /// <summary>y = gelu(x + bias) with the exact erf GELU; bias [N] broadcasts over the rows of x [*, N] (or [G, N] over x [G, …, N], group by group).</summary>
     public void BiasGelu(Tensor x, Tensor? bias, Tensor y)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -238,8 +238,8 @@ public abstract class Ops
         GemmCore(a, b, cOut, transA, transB, alpha, beta, bias);
     }
 
-    /// <summary>C[i] = alpha · op(A[i]) · op(B[i]) + beta · C[i] for every i of the leading batch axis.</summary>
-    public void BatchedGemm(Tensor a, Tensor b, Tensor cOut, bool transA = false, bool transB = false, float alpha = 1f, float beta = 0f)
+    /// <summary>C[i] = alpha · op(A[i]) · op(B[i]) + beta · C[i] (+ bias[i], broadcast over C[i]'s rows) for every i of the leading batch axis.</summary>
+    public void BatchedGemm(Tensor a, Tensor b, Tensor cOut, bool transA = false, bool transB = false, float alpha = 1f, float beta = 0f, Tensor? bias = null)
     {
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
@@ -256,10 +256,16 @@ public abstract class Ops
         var (kb, n) = transB ? (b.Shape[2], b.Shape[1]) : (b.Shape[1], b.Shape[2]);
         c.That(k == kb, $"A {a.Shape}{(transA ? "ᵀ" : "")} · B {b.Shape}{(transB ? "ᵀ" : "")}: inner dimensions {k} and {kb} differ");
         c.Shape("C", cOut, new Shape(a.Shape[0], m, n), $"A {a.Shape}{(transA ? "ᵀ" : "")} · B {b.Shape}{(transB ? "ᵀ" : "")}");
-        BatchedGemmCore(a, b, cOut, transA, transB, alpha, beta);
+        if (bias is not null)
+        {
+            c.Tensor("bias", bias);
+            c.Shape("bias", bias, new Shape(a.Shape[0], n), $"C {cOut.Shape}");
+        }
+
+        BatchedGemmCore(a, b, cOut, transA, transB, alpha, beta, bias);
     }
 
-    /// <summary>out[j] (+)= Σ_i x[i, j] over the rows of x [*, n] (a bias gradient).</summary>
+    /// <summary>out[j] (+)= Σ_i x[i, j] over the rows of x [*, n] (a bias gradient); with out [G, n] and x [G, …, n], each group's rows on their own.</summary>
     public void SumRows(Tensor x, GradOut output)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -268,7 +274,7 @@ public abstract class Ops
         c.That(output.Tensor is not null, "out is required");
         c.Tensor("out", output.Tensor!);
         c.That(x.Rank >= 1, $"x must have rank ≥ 1, got {x.Shape}");
-        c.Shape("out", output.Tensor!, new Shape(x.Shape[-1]), $"x {x.Shape}");
+        CheckPerGroup(c, "out", output.Tensor!, x);
         SumRowsCore(x, output);
     }
 
@@ -276,7 +282,8 @@ public abstract class Ops
 
     /// <summary>
     /// Over the last axis of x [*, n]: mean_r, rstd_r = 1/sqrt(var_r + eps) (biased variance),
-    /// y = (x - mean) · rstd · gamma + beta. mean and rstd [rows] are saved for the backward.
+    /// y = (x - mean) · rstd · gamma + beta. mean and rstd [rows] are saved for the backward. gamma and beta
+    /// are [n], or [G, n] for x [G, …, n] in G groups (branches batched), each group with its own row.
     /// </summary>
     public void LayerNorm(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd)
     {
@@ -657,7 +664,7 @@ public abstract class Ops
 
     protected abstract void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias);
 
-    protected abstract void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta);
+    protected abstract void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias);
 
     protected abstract void SumRowsCore(Tensor x, GradOut output);
 
@@ -719,7 +726,30 @@ public abstract class Ops
 
         c.Tensor("bias", bias);
         c.That(x.Rank >= 1, $"x must have rank ≥ 1, got {x.Shape}");
-        c.Shape("bias", bias, new Shape(x.Shape[-1]), $"x {x.Shape}");
+        CheckPerGroup(c, "bias", bias, x);
+    }
+
+    /// <summary>
+    /// A parameter of x [*, n]'s last axis: [n] for every row, or [G, n] when x [G, …, n] comes in G groups (a
+    /// ParaFormer's branches batched), group g's rows using row g.
+    /// </summary>
+    private static void CheckPerGroup(OpCheck c, string name, Tensor parameter, Tensor x)
+    {
+        if (parameter.Rank == 2 && x.Rank >= 2)
+        {
+            c.Shape(name, parameter, new Shape(x.Shape[0], x.Shape[-1]), $"x {x.Shape} in {x.Shape[0]} groups");
+        }
+        else
+        {
+            c.Shape(name, parameter, new Shape(x.Shape[-1]), $"x {x.Shape}");
+        }
+    }
+
+    /// <summary>The groups a per-group parameter (see <see cref="CheckPerGroup"/>) splits x into: 1 for a plain [n] one.</summary>
+    protected static int Groups(Tensor parameter)
+    {
+        ArgumentNullException.ThrowIfNull(parameter);
+        return parameter.Rank == 2 ? parameter.Shape[0] : 1;
     }
 
     private static void CheckLayerNormArgs(OpCheck c, Tensor x, Tensor gamma, Tensor mean, Tensor rstd)
@@ -727,7 +757,7 @@ public abstract class Ops
         c.Tensor("x", x);
         c.That(x.Rank >= 1, $"x must have rank ≥ 1, got {x.Shape}");
         c.Tensor("gamma", gamma);
-        c.Shape("gamma", gamma, new Shape(x.Shape[-1]), $"x {x.Shape}");
+        CheckPerGroup(c, "gamma", gamma, x);
         var rows = (int)(x.NumElements / Math.Max(1, x.Shape[-1]));
         c.Tensor("mean", mean);
         c.Shape("mean", mean, new Shape(rows), $"x {x.Shape}");

@@ -117,12 +117,13 @@ internal sealed unsafe partial class CpuOps
     {
         float* px = F(x), py = F(y), pb = OrNull(bias);
         var cols = LastDim(x);
+        var groupRows = Rows(x) / (bias is null ? 1 : Groups(bias));
         CpuParallel.For(Rows(x), cols * 20, (r0, r1) =>
         {
-            var b = new ReadOnlySpan<float>(pb, pb == null ? 0 : cols);
             for (var r = r0; r < r1; r++)
             {
                 var offset = (long)r * cols;
+                var b = new ReadOnlySpan<float>(pb == null ? null : pb + ((long)(r / groupRows) * cols), pb == null ? 0 : cols);
                 GeluMath.Forward(new ReadOnlySpan<float>(px + offset, cols), b, new Span<float>(py + offset, cols));
             }
         });
@@ -133,18 +134,20 @@ internal sealed unsafe partial class CpuOps
         float* px = F(x), pdy = F(dy), pdx = F(dx), pb = OrNull(bias);
         var cols = LastDim(x);
         var rows = Rows(x);
+        var groups = bias is null ? 1 : Groups(bias);
+        var groupRows = rows / groups;
         CpuParallel.For(rows, cols * 30, (r0, r1) =>
         {
-            var b = new ReadOnlySpan<float>(pb, pb == null ? 0 : cols);
             for (var r = r0; r < r1; r++)
             {
                 var offset = (long)r * cols;
+                var b = new ReadOnlySpan<float>(pb == null ? null : pb + ((long)(r / groupRows) * cols), pb == null ? 0 : cols);
                 GeluMath.Backward(new ReadOnlySpan<float>(px + offset, cols), b, new ReadOnlySpan<float>(pdy + offset, cols), new Span<float>(pdx + offset, cols));
             }
         });
         if (dbias.Tensor is { } db)
         {
-            ColumnSums(pdx, rows, cols, F(db), dbias.Accumulate);
+            GroupColumnSums(pdx, groups, groupRows, cols, F(db), dbias.Accumulate);
         }
     }
 

@@ -9,12 +9,14 @@ internal sealed unsafe partial class CpuOps
     {
         float* px = F(x), py = F(y), pg = F(gamma), pb = F(beta), pm = F(mean), pr = F(rstd);
         var cols = LastDim(x);
+        var groupRows = Rows(x) / Groups(gamma);
         CpuParallel.For(Rows(x), cols * 6, (r0, r1) =>
         {
-            var g = new ReadOnlySpan<float>(pg, cols);
-            var b = new ReadOnlySpan<float>(pb, cols);
             for (var r = r0; r < r1; r++)
             {
+                var group = (long)(r / groupRows) * cols;
+                var g = new ReadOnlySpan<float>(pg + group, cols);
+                var b = new ReadOnlySpan<float>(pb + group, cols);
                 var row = new ReadOnlySpan<float>(px + ((long)r * cols), cols);
                 var outRow = new Span<float>(py + ((long)r * cols), cols);
 
@@ -33,15 +35,30 @@ internal sealed unsafe partial class CpuOps
 
     protected override void LayerNormBackwardCore(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, GradOut dx, GradOut dgamma, GradOut dbeta)
     {
-        float* pdy = F(dy), px = F(x), pg = F(gamma), pm = F(mean), pr = F(rstd), pdx = OrNull(dx.Tensor);
-        var accumulateDx = dx.Accumulate;
-        var cols = LastDim(x);
-        var rows = Rows(x);
+        // Groups (branches batched) one after another, each exactly as it would run alone.
+        var (groups, cols) = (Groups(gamma), LastDim(x));
+        var rows = Rows(x) / groups;
+        float* pdy = F(dy), px = F(x), pg = F(gamma), pm = F(mean), pr = F(rstd), pdx = OrNull(dx.Tensor), pdg = OrNull(dgamma.Tensor), pdb = OrNull(dbeta.Tensor);
+        for (var group = 0; group < groups; group++)
+        {
+            var (rowOffset, elementOffset, paramOffset) = ((long)group * rows, (long)group * rows * cols, (long)group * cols);
+            LayerNormBackwardRows(
+                pdy + elementOffset, px + elementOffset, pg + paramOffset, pm + rowOffset, pr + rowOffset, rows, cols,
+                pdx == null ? null : pdx + elementOffset, dx.Accumulate,
+                pdg == null ? null : pdg + paramOffset, dgamma.Accumulate,
+                pdb == null ? null : pdb + paramOffset, dbeta.Accumulate);
+        }
+    }
+
+    private static void LayerNormBackwardRows(
+        float* pdy, float* px, float* pg, float* pm, float* pr, int rows, int cols,
+        float* pdx, bool accumulateDx, float* pdgamma, bool accumulateGamma, float* pdbeta, bool accumulateBeta)
+    {
         var blocks = (rows + ReductionBlock - 1) / ReductionBlock;
 
         // Per block of rows: partial dgamma and dbeta, combined in block order below.
-        var partialGamma = dgamma.Tensor is null ? null : new float[(long)blocks * cols];
-        var partialBeta = dbeta.Tensor is null ? null : new float[(long)blocks * cols];
+        var partialGamma = pdgamma == null ? null : new float[(long)blocks * cols];
+        var partialBeta = pdbeta == null ? null : new float[(long)blocks * cols];
         CpuParallel.ForBlocks(rows, ReductionBlock, cols * 10, (blk, r0, r1) =>
         {
             var xhat = new float[cols];
@@ -88,19 +105,19 @@ internal sealed unsafe partial class CpuOps
             }
         });
 
-        if (dgamma.Tensor is { } dg)
+        if (pdgamma != null)
         {
             fixed (float* p = partialGamma)
             {
-                ColumnSums(p, blocks, cols, F(dg), dgamma.Accumulate);
+                ColumnSums(p, blocks, cols, pdgamma, accumulateGamma);
             }
         }
 
-        if (dbeta.Tensor is { } db)
+        if (pdbeta != null)
         {
             fixed (float* p = partialBeta)
             {
-                ColumnSums(p, blocks, cols, F(db), dbeta.Accumulate);
+                ColumnSums(p, blocks, cols, pdbeta, accumulateBeta);
             }
         }
     }

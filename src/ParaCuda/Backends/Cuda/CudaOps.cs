@@ -107,14 +107,14 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     }
 
     protected override void BiasGeluCore(Tensor x, Tensor? bias, Tensor y) =>
-        Run("bias_gelu_forward.cu", "bias_gelu_forward", Grid(x.NumElements), P(x), P(bias), x.NumElements, x.Shape[-1], P(y));
+        Run("bias_gelu_forward.cu", "bias_gelu_forward", Grid(x.NumElements), P(x), P(bias), x.NumElements, x.Shape[-1], GroupElements(x, bias), P(y));
 
     protected override void BiasGeluBackwardCore(Tensor x, Tensor? bias, Tensor dy, Tensor dx, GradOut dbias)
     {
-        Run("bias_gelu_backward.cu", "bias_gelu_backward", Grid(x.NumElements), P(x), P(bias), P(dy), x.NumElements, x.Shape[-1], P(dx));
+        Run("bias_gelu_backward.cu", "bias_gelu_backward", Grid(x.NumElements), P(x), P(bias), P(dy), x.NumElements, x.Shape[-1], GroupElements(x, bias), P(dx));
         if (dbias.Tensor is not null)
         {
-            ColumnSums(P(dx), Rows(dx), dx.Shape[-1], dx.Shape[-1], dbias);
+            ColumnSums(P(dx), Groups(dbias.Tensor), Rows(dx) / Groups(dbias.Tensor), dx.Shape[-1], dx.Shape[-1], dbias);
         }
     }
 
@@ -127,35 +127,42 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         var n = c.Shape[1];
         if (bias is not null)
         {
-            Run("elementwise.cu", "bias_rows", Grid(c.NumElements), P(bias), beta, c.NumElements, n, P(c));
+            Run("elementwise.cu", "bias_rows", Grid(c.NumElements), P(bias), beta, c.NumElements, n, c.NumElements, P(c));
             beta = 1f;
         }
 
         Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[1], 0, P(b), b.Shape[1], 0, beta, P(c), 0, 1);
     }
 
-    protected override void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta)
+    protected override void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
         var (m, k) = transA ? (a.Shape[2], a.Shape[1]) : (a.Shape[1], a.Shape[2]);
         var n = c.Shape[2];
+        if (bias is not null)
+        {
+            Run("elementwise.cu", "bias_rows", Grid(c.NumElements), P(bias), beta, c.NumElements, n, (long)m * n, P(c));
+            beta = 1f;
+        }
+
         Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[2], (long)a.Shape[1] * a.Shape[2], P(b), b.Shape[2], (long)b.Shape[1] * b.Shape[2], beta, P(c), (long)m * n, a.Shape[0]);
     }
 
     protected override void SumRowsCore(Tensor x, GradOut output) =>
-        ColumnSums(P(x), Rows(x), x.Shape[-1], x.Shape[-1], output);
+        ColumnSums(P(x), Groups(output.Tensor!), Rows(x) / Groups(output.Tensor!), x.Shape[-1], x.Shape[-1], output);
 
     protected override void LayerNormCore(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd)
     {
         var rows = Rows(x);
-        Run("layernorm_forward.cu", "layernorm_forward", Warps(rows), P(x), P(gamma), P(beta), eps, rows, x.Shape[-1], P(y), P(mean), P(rstd));
+        Run("layernorm_forward.cu", "layernorm_forward", Warps(rows), P(x), P(gamma), P(beta), eps, rows, x.Shape[-1], rows / Groups(gamma), P(y), P(mean), P(rstd));
     }
 
     protected override void LayerNormBackwardCore(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, GradOut dx, GradOut dgamma, GradOut dbeta)
     {
-        var (rows, cols) = (Rows(x), x.Shape[-1]);
+        var (rows, cols, groups) = (Rows(x), x.Shape[-1], Groups(gamma));
+        var groupRows = rows / groups;
         if (dx.Tensor is not null)
         {
-            Run("layernorm_backward.cu", "layernorm_backward_dx", Warps(rows), P(dy), P(x), P(gamma), P(mean), P(rstd), rows, cols, dx.Accumulate, P(dx.Tensor));
+            Run("layernorm_backward.cu", "layernorm_backward_dx", Warps(rows), P(dy), P(x), P(gamma), P(mean), P(rstd), rows, cols, groupRows, dx.Accumulate, P(dx.Tensor));
         }
 
         if (dgamma.Tensor is null && dbeta.Tensor is null)
@@ -163,21 +170,22 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
             return;
         }
 
-        var blocks = PartialBlocks(rows, out var rowsPerBlock);
-        using var partialGamma = Temp((long)Math.Max(blocks, 1) * cols);
-        using var partialBeta = Temp((long)Math.Max(blocks, 1) * cols);
+        // Row blocks within each group, as if the group ran alone: its dγ and dβ come out bit for bit the same.
+        var blocks = PartialBlocks(groupRows, out var rowsPerBlock);
+        using var partialGamma = Temp((long)Math.Max(blocks * groups, 1) * cols);
+        using var partialBeta = Temp((long)Math.Max(blocks * groups, 1) * cols);
         if (blocks > 0 && cols > 0)
         {
             context.Launch(
                 Backend.Kernel("layernorm_backward.cu", "layernorm_backward_params_partial"),
-                new Dim3((uint)((cols + 31) / 32), (uint)blocks),
+                new Dim3((uint)((cols + 31) / 32), (uint)blocks, (uint)groups),
                 new Dim3(32),
                 0,
-                P(dy), P(x), P(mean), P(rstd), rows, cols, rowsPerBlock, dgamma.Tensor is null ? 0UL : P(partialGamma), dbeta.Tensor is null ? 0UL : P(partialBeta));
+                P(dy), P(x), P(mean), P(rstd), groupRows, cols, rowsPerBlock, dgamma.Tensor is null ? 0UL : P(partialGamma), dbeta.Tensor is null ? 0UL : P(partialBeta));
         }
 
-        FinishColumnSums(partialGamma, blocks, cols, dgamma);
-        FinishColumnSums(partialBeta, blocks, cols, dbeta);
+        FinishColumnSums(partialGamma, groups, blocks, cols, dgamma);
+        FinishColumnSums(partialBeta, groups, blocks, cols, dbeta);
     }
 
     protected override void AttentionCore(Tensor qkv, int heads, Tensor output, Tensor? lse)
@@ -252,12 +260,12 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
         if (dCls.Tensor is not null)
         {
-            ColumnSums(P(dTokens), b, d, (long)t * d, dCls);
+            ColumnSums(P(dTokens), 1, b, d, (long)t * d, dCls);
         }
 
         if (dPositions.Tensor is not null)
         {
-            ColumnSums(P(dTokens), b, t * d, (long)t * d, dPositions);
+            ColumnSums(P(dTokens), 1, b, t * d, (long)t * d, dPositions);
         }
     }
 
@@ -405,30 +413,35 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
             Tf32: Backend.Precision == GemmPrecision.Tf32));
 
     /// <summary>out (+)= the column sums of the [rows, cols] matrix at <paramref name="x"/> whose rows are <paramref name="stride"/> floats apart.</summary>
-    private void ColumnSums(ulong x, int rows, int cols, long stride, GradOut output)
+    /// <summary>output[g, c] (+)= Σ over group g's <paramref name="groupRows"/> rows of x[r·stride + c] (one group: plain column sums).</summary>
+    private void ColumnSums(ulong x, int groups, int groupRows, int cols, long stride, GradOut output)
     {
         if (cols == 0)
         {
             return;
         }
 
-        var blocks = PartialBlocks(rows, out var rowsPerBlock);
-        using var partial = Temp((long)Math.Max(blocks, 1) * cols);
+        var blocks = PartialBlocks(groupRows, out var rowsPerBlock);
+        using var partial = Temp((long)Math.Max(blocks * groups, 1) * cols);
         if (blocks > 0)
         {
-            context.Launch(Backend.Kernel("reductions.cu", "sum_rows_partial"), new Dim3((uint)((cols + 31) / 32), (uint)blocks), new Dim3(32), 0, x, rows, cols, stride, rowsPerBlock, P(partial));
+            context.Launch(Backend.Kernel("reductions.cu", "sum_rows_partial"), new Dim3((uint)((cols + 31) / 32), (uint)blocks, (uint)groups), new Dim3(32), 0, x, groupRows, cols, stride, rowsPerBlock, P(partial));
         }
 
-        FinishColumnSums(partial, blocks, cols, output);
+        FinishColumnSums(partial, groups, blocks, cols, output);
     }
 
-    private void FinishColumnSums(Tensor partial, int blocks, int cols, GradOut output)
+    private void FinishColumnSums(Tensor partial, int groups, int blocks, int cols, GradOut output)
     {
         if (output.Tensor is { } target && cols > 0)
         {
-            Run("reductions.cu", "sum_rows_finish", new Dim3((uint)((cols + Threads - 1) / Threads)), P(partial), blocks, cols, output.Accumulate, P(target));
+            var n = (long)groups * cols;
+            Run("reductions.cu", "sum_rows_finish", new Dim3((uint)((n + Threads - 1) / Threads)), P(partial), blocks, cols, groups, output.Accumulate, P(target));
         }
     }
+
+    /// <summary>Elements of x per group of a per-group parameter (all of them for a plain one, or none).</summary>
+    private static long GroupElements(Tensor x, Tensor? parameter) => x.NumElements / (parameter is null ? 1 : Groups(parameter));
 
     /// <summary>
     /// A device table describing <paramref name="tensors"/> for the multi-tensor kernels (with each tensor's
