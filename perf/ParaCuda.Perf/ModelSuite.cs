@@ -25,7 +25,7 @@ public sealed class ModelSuite(double budgetSeconds)
         using var scope = TensorScope.Begin();
         var config = w.Model;
         var main = placement.Main;
-        using var model = ModelFactory.Create(config, ModuleInit.Create(1, main, placement.BranchContexts(config.Branches)));
+        using var model = ModelFactory.Create(config, ModuleInit.Create(1, main, placement.BranchContexts(config.Branches), placement.BatchedBranches));
         using var optimizer = new Adam(model.NamedParameters(), new AdamParameters(1e-3f));
         var step = new TrainingStep(model, optimizer, new TrainOptions());
         var full = new TrainStep(config.Branches, Clip: true);
@@ -61,7 +61,7 @@ public sealed class ModelSuite(double budgetSeconds)
         var directory = Directory.CreateTempSubdirectory("paracuda-perf-epoch-").FullName;
         try
         {
-            using var model = ModelFactory.Create(config, ModuleInit.Create(1, placement.Main, placement.BranchContexts(config.Branches)));
+            using var model = ModelFactory.Create(config, ModuleInit.Create(1, placement.Main, placement.BranchContexts(config.Branches), placement.BatchedBranches));
             var eval = Transform.Reference(config.Channels, config.ImageSize, train: false);
             var empty = data.Subset([]);
             using var trainer = new Trainer(model, options with { Epochs = 1, ValidationFraction = 0 }, new TrainData(data, empty, data.Subset([0]), Transform.Reference(config.Channels, config.ImageSize, options.Augment), eval), directory);

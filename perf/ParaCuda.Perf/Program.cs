@@ -18,7 +18,7 @@ if (Console.IsOutputRedirected)
 var suite = new Option<string>("--suite") { Description = "What to measure, comma-separated: cpu (the CPU backend's ops), kernels (every op at S1 and S2), model (training step and inference), epoch (an lpa epoch), all (kernels, model and epoch); default: cpu on the CPU, all on a CUDA device", DefaultValueFactory = _ => "auto" };
 var device = new Option<string>("--device") { Description = "cpu | cuda | emu (the emulated CUDA device: checks that every mode runs; its times mean nothing)", DefaultValueFactory = _ => "cpu" };
 device.AcceptOnlyFromAmong("cpu", "cuda", "emu");
-var modes = new Option<string>("--branch-exec") { Description = "Branch execution modes to compare in the model suite, comma-separated", DefaultValueFactory = _ => "serial,streams" };
+var modes = new Option<string>("--branch-exec") { Description = "Branch execution modes to compare in the model suite, comma-separated", DefaultValueFactory = _ => "serial,streams,batched" };
 var reference = new Option<string>("--reference") { Description = "auto: run the PyTorch reference (perf/reference/bench.py) in the same invocation when a Python with torch is found; off", DefaultValueFactory = _ => "auto" };
 reference.AcceptOnlyFromAmong("auto", "off");
 var python = new Option<string?>("--python") { Description = "The Python for the reference (default: PARACUDA_PYTHON, else the first of python3 and /usr/bin/python3 that imports torch)" };

@@ -73,7 +73,7 @@ internal static class CompressCommand
         Setup.CheckFits(config, test, $"{dataset} test set");
         var (train, validation, _, _, eval) = TrainData.Split(trainSet, test, config, new TrainOptions { Seed = seed });
         MemoryBudget.Check($"compressing {config.ParameterCount():N0} parameters, timed on batches of {parse.GetValue(s_batch)} (lower --batch)", MemoryBudget.ForInference(config, Math.Max(parse.GetValue(s_batch), 1000)), placement);
-        using var model = (ParaFormer)Checkpoint.LoadModel(source, placement.Main, placement.BranchContexts(config.Branches));
+        using var model = (ParaFormer)Checkpoint.LoadModel(source, placement.Main, placement.BranchContexts(config.Branches), placement.BatchedBranches);
 
         var strategy = parse.GetValue(s_strategy)!;
         AnsiConsole.WriteLine($"{source}: {Count.Of(config.Branches, "branch", "branches")}, {model.ParameterCount():N0} parameters; scoring branch subsets ({strategy}) on {validation.Count:N0} validation images");

@@ -52,7 +52,7 @@ internal static class EvalCommand
         var config = Checkpoint.ReadConfig(path);
         var batch = parse.GetValue(s_batch);
         MemoryBudget.Check($"evaluating {config.ParameterCount():N0} parameters on batches of {batch} (lower --batch)", MemoryBudget.ForInference(config, batch), placement);
-        using var model = Checkpoint.LoadModel(path, placement.Main, placement.BranchContexts(config.Branches));
+        using var model = Checkpoint.LoadModel(path, placement.Main, placement.BranchContexts(config.Branches), placement.BatchedBranches);
         var dataset = parse.GetValue(Options.Dataset)!;
         var test = Setup.LoadTest(dataset, parse.GetValue(Options.Data), seed: 1);
         Setup.CheckFits(model.Config, test, $"{dataset} test set");

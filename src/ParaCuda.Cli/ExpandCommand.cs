@@ -109,7 +109,7 @@ internal static class ExpandCommand
         var outDirectory = parse.GetValue(s_out) ?? Path.Combine(TrainCommand.RunsDirectory, $"{DateTime.Now:yyyyMMdd-HHmmss}-expand-{options.Schedule}");
 
         // Contexts for the new branches too: the grown model cycles over this list, so each new branch gets its own.
-        using var original = (ParaFormer)Checkpoint.LoadModel(source, placement.Main, placement.BranchContexts(config.Branches + add));
+        using var original = (ParaFormer)Checkpoint.LoadModel(source, placement.Main, placement.BranchContexts(config.Branches + add), placement.BatchedBranches);
         using var model = Expansion.AddBranches(original, add, seed);
         AnsiConsole.WriteLine(
             $"{source}: {Count.Of(config.Branches, "branch", "branches")} → {model.Branches.Count} ({model.ParameterCount():N0} parameters), existing {(options.FrozenBranches > 0 ? "frozen" : "fine-tuned")} | " +
@@ -209,7 +209,7 @@ internal static class ExpandCommand
         ContinualReport report;
         try
         {
-            report = display.Show(() => protocol.Run(data, outDirectory, ModuleInit.Create(seed, placement.Main, placement.BranchContexts(config.Branches + add)), stop.Token));
+            report = display.Show(() => protocol.Run(data, outDirectory, ModuleInit.Create(seed, placement.Main, placement.BranchContexts(config.Branches + add), placement.BatchedBranches), stop.Token));
         }
         catch (OperationCanceledException e) when (stop.Token.IsCancellationRequested)
         {

@@ -40,7 +40,7 @@ internal static class TrainCommand
         var (config, options, outDirectory) = (run.Config, run.Options, run.OutDirectory);
         MemoryBudget.Check($"training {config.ParameterCount():N0} parameters on batches of {options.BatchSize} (lower --batch, or the model's size)", MemoryBudget.ForTraining(config, options.BatchSize), placement);
         var data = TrainData.Split(run.Train, run.Test, config, options);
-        using var model = ModelFactory.Create(config, ModuleInit.Create(options.Seed, placement.Main, placement.BranchContexts(config.Branches)));
+        using var model = ModelFactory.Create(config, ModuleInit.Create(options.Seed, placement.Main, placement.BranchContexts(config.Branches), placement.BatchedBranches));
         AnsiConsole.WriteLine(
             $"{(resume ? "resuming " : "")}{config.Kind} '{run.Name}': {RunOptions.Describe(config)}, {model.ParameterCount():N0} parameters | {options.Dataset}: {data.Train.Count:N0} train, {data.Validation.Count:N0} val, {data.Test.Count:N0} test | " +
             $"{options.Schedule}, {Count.Of(options.Epochs, "epoch")}, batch {options.BatchSize}, {options.Optimizer} lr {options.LearningRate} | {placement.Describe()} | out: {outDirectory}");

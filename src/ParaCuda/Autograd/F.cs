@@ -8,7 +8,7 @@ namespace ParaCuda.Autograd;
 /// two backend ops on the context of its inputs, and records how to backpropagate through them.
 /// Inputs must share a context; moving between contexts is explicit, through <see cref="Transfer"/>.
 /// </summary>
-public static class F
+public static partial class F
 {
     /// <summary>a + b.</summary>
     public static Tensor Add(Tensor a, Tensor b)
@@ -112,6 +112,11 @@ public static class F
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
     {
         var ctx = SameContext(nameof(Linear), x, weight, bias);
+        if (weight.Rank == 3)
+        {
+            return GroupedLinear(x, weight, bias);
+        }
+
         if (weight.Rank != 2 || x.Rank < 1 || x.Shape[-1] != weight.Shape[1])
         {
             throw new TensorOpException(nameof(Linear), $"x {x.Shape} does not fit weight {weight.Shape} (expected [*, {(weight.Rank == 2 ? weight.Shape[1] : -1)}])");
@@ -144,6 +149,50 @@ public static class F
             if (sink.Target(2) is { Tensor: not null } tb)
             {
                 ctx.Ops.SumRows(g2, tb);
+            }
+        });
+    }
+
+    /// <summary>
+    /// Branches as one batch: x [G, *, in] · weight [G, out, in]ᵀ + bias [G, out], group g with its own weight, as
+    /// strided-batched GEMMs (the weight gradient too; the bias gradient per group).
+    /// </summary>
+    private static Tensor GroupedLinear(Tensor x, Tensor weight, Tensor? bias)
+    {
+        var ctx = x.Context;
+        var (groups, outFeatures, inFeatures) = (weight.Shape[0], weight.Shape[1], weight.Shape[2]);
+        if (x.Rank < 2 || x.Shape[0] != groups || x.Shape[-1] != inFeatures)
+        {
+            throw new TensorOpException(nameof(Linear), $"x {x.Shape} does not fit grouped weight {weight.Shape} (expected [{groups}, *, {inFeatures}])");
+        }
+
+        var rows = (int)(x.NumElements / groups / inFeatures);
+        var dims = x.Shape.AsSpan().ToArray();
+        dims[^1] = outFeatures;
+        var y = x.EmptyLike(new Shape(dims));
+        var x3 = x.View(groups, rows, inFeatures);
+        using (var y3 = y.View(groups, rows, outFeatures))
+        {
+            ctx.Ops.BatchedGemm(x3, weight, y3, transB: true, bias: bias);
+        }
+
+        return Record(nameof(Linear), y, [x, weight, bias], (g, sink) =>
+        {
+            using var g3 = g.View(groups, rows, outFeatures);
+            if (sink.Target(0) is { Tensor: { } dx } tx)
+            {
+                using var dx3 = dx.View(groups, rows, inFeatures);
+                ctx.Ops.BatchedGemm(g3, weight, dx3, beta: tx.Accumulate ? 1f : 0f);
+            }
+
+            if (sink.Target(1) is { Tensor: { } dw } tw)
+            {
+                ctx.Ops.BatchedGemm(g3, x3, dw, transA: true, beta: tw.Accumulate ? 1f : 0f);
+            }
+
+            if (sink.Target(2) is { Tensor: not null } tb)
+            {
+                ctx.Ops.SumRows(g3, tb);
             }
         });
     }

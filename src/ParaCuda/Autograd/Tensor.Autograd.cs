@@ -10,6 +10,15 @@ public partial class Tensor
     private Tensor? _gradBuffer;
     private bool _gradValid;
 
+    // Packed tensors: a [B, …] leaf whose slots are the parameters of B branches run as one batch. A slot's
+    // parameter is a view (_packed, _slot) whose gradient is that slot of the packed gradient; each slot's
+    // gradient is valid on its own (a prefix step trains the first k slots, frozen ones none).
+    private Tensor? _packed;
+    private int _slot;
+    private Tensor?[]? _slotParameters;
+    private bool[]? _slotGradValid;
+    private Tensor[]? _slotGrads;
+
     /// <summary>
     /// Whether gradients flow to this tensor. Set it on leaves (parameters, inputs); results of ops
     /// inherit it from their inputs.
@@ -29,7 +38,7 @@ public partial class Tensor
     }
 
     /// <summary>The accumulated gradient of a leaf after Backward(), or null before (or after ZeroGrad).</summary>
-    public Tensor? Grad => _gradValid ? _gradBuffer : null;
+    public Tensor? Grad => _packed is { } packed ? packed.SlotGrad(_slot) : _gradValid ? _gradBuffer : null;
 
     /// <summary>The op that produced this tensor, when it was recorded for backward.</summary>
     public Node? GradFn { get; private set; }
@@ -43,7 +52,17 @@ public partial class Tensor
     /// Forgets the gradient (Grad becomes null, like PyTorch's set-to-none) but keeps its buffer,
     /// which the next backward overwrites instead of reallocating.
     /// </summary>
-    public void ZeroGrad() => _gradValid = false;
+    public void ZeroGrad()
+    {
+        if (_packed is { } packed)
+        {
+            packed._slotGradValid![_slot] = false;
+        }
+        else
+        {
+            _gradValid = false;
+        }
+    }
 
     /// <summary>A view of the same data that is cut from the tape.</summary>
     public Tensor Detach() => Alias(Offset, Shape, Strides.ToArray());
@@ -57,6 +76,11 @@ public partial class Tensor
     /// <summary>The persistent gradient buffer of a leaf, allocated on first use outside any scope.</summary>
     internal GradOut LeafGradTarget()
     {
+        if (_packed is { } packed)
+        {
+            return packed.SlotGradTarget(_slot);
+        }
+
         if (_gradBuffer is null)
         {
             using (TensorScope.Unscoped())
@@ -76,8 +100,64 @@ public partial class Tensor
 
     private void DisposeGradBuffer()
     {
+        foreach (var view in _slotGrads ?? [])
+        {
+            view.Dispose();
+        }
+
+        _slotGrads = null;
         _gradBuffer?.Dispose();
         _gradBuffer = null;
         _gradValid = false;
+    }
+
+    /// <summary>Makes this [B, …] leaf packed: its slots will be the views <see cref="BindSlot"/> registers.</summary>
+    internal void MakePacked() => (_slotParameters, _slotGradValid) = (new Tensor?[Shape[0]], new bool[Shape[0]]);
+
+    /// <summary>Makes this tensor slot <paramref name="slot"/> of <paramref name="packed"/>: its gradient is that slot's.</summary>
+    internal void BindSlot(Tensor packed, int slot)
+    {
+        (_packed, _slot) = (packed, slot);
+        packed._slotParameters![slot] = this;
+    }
+
+    /// <summary>The parameter in slot <paramref name="slot"/> of this packed tensor.</summary>
+    internal Tensor SlotParameter(int slot) => _slotParameters![slot]!;
+
+    /// <summary>The packed tensor this parameter is a slot of, or null.</summary>
+    internal Tensor? Packed => _packed;
+
+    private Tensor? SlotGrad(int slot) => _slotGradValid![slot] ? _slotGrads![slot] : null;
+
+    /// <summary>Where slot <paramref name="slot"/>'s gradient goes: overwritten the first time after a ZeroGrad, added to after.</summary>
+    internal GradOut SlotGradTarget(int slot) => SlotRangeGradTarget(slot, 1)!.Value;
+
+    /// <summary>
+    /// Where the gradients of slots [first, first + count) go, as one [count, …] tensor, when their states agree
+    /// (all to be overwritten or all to be added to); null when they do not. The caller writes all of them.
+    /// </summary>
+    internal GradOut? SlotRangeGradTarget(int first, int count)
+    {
+        if (_gradBuffer is null)
+        {
+            using (TensorScope.Unscoped())
+            {
+                _gradBuffer = Empty(Shape, DType, Context);
+                var slotShape = new Shape(Shape.AsSpan()[1..].ToArray());
+                _slotGrads = Enumerable.Range(0, Shape[0]).Select(s => _gradBuffer.NarrowView(s, 1).View(slotShape.AsSpan())).ToArray();
+            }
+        }
+
+        var accumulate = _slotGradValid![first];
+        for (var s = first; s < first + count; s++)
+        {
+            if (_slotGradValid[s] != accumulate)
+            {
+                return null;
+            }
+        }
+
+        Array.Fill(_slotGradValid, true, first, count);
+        return count == 1 ? new GradOut(_slotGrads![first], accumulate) : new GradOut(_gradBuffer.NarrowView(first, count), accumulate);
     }
 }

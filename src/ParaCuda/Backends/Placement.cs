@@ -13,6 +13,12 @@ public enum BranchExecution
 
     /// <summary>Each branch on a non-blocking stream of its own, handing tensors over through events only.</summary>
     Streams,
+
+    /// <summary>
+    /// The branches of a prefix as one batch on the main stream: their parameters packed [B, …], every op launched
+    /// once for all of them (strided-batched GEMMs). One device only.
+    /// </summary>
+    Batched,
 }
 
 /// <summary>
@@ -55,6 +61,11 @@ public sealed class Placement : IDisposable
             throw new ArgumentException("at least one device is needed", nameof(devices));
         }
 
+        if (execution == BranchExecution.Batched && devices.Count > 1)
+        {
+            throw new ArgumentException($"batched branches run on one device, not {devices.Count}: use streams to spread them over devices", nameof(execution));
+        }
+
         var gpus = new Dictionary<int, IGpu>();
         var backends = new List<Backend>();
         try
@@ -94,7 +105,7 @@ public sealed class Placement : IDisposable
     /// </summary>
     public IReadOnlyList<ComputeContext>? BranchContexts(int branches)
     {
-        if (Execution == BranchExecution.Serial && Backends.Count == 1)
+        if ((Execution == BranchExecution.Serial && Backends.Count == 1) || Execution == BranchExecution.Batched)
         {
             return null;
         }
@@ -116,10 +127,13 @@ public sealed class Placement : IDisposable
         }).ToList();
     }
 
+    /// <summary>Whether models built here run their branches as one batch (<see cref="BranchExecution.Batched"/>).</summary>
+    public bool BatchedBranches => Execution == BranchExecution.Batched;
+
     /// <summary>One line: the devices, and how the branches run on them.</summary>
     public string Describe() => Backends.Count == 1 && Execution == BranchExecution.Serial
         ? Backends[0].Description
-        : $"{string.Join("; ", Backends.Select(b => b.Description))} | branches: {(Execution == BranchExecution.Streams ? "a stream each" : "one stream per device")}{(Backends.Count > 1 ? $", round-robin over {Backends.Count} devices" : "")}";
+        : $"{string.Join("; ", Backends.Select(b => b.Description))} | branches: {Execution switch { BranchExecution.Streams => "a stream each", BranchExecution.Batched => "one batch", _ => "one stream per device" }}{(Backends.Count > 1 ? $", round-robin over {Backends.Count} devices" : "")}";
 
     /// <summary>Memory of every CUDA backend: in use and held, at their peaks, summed over devices; null on the CPU.</summary>
     public MemoryStats? Memory => Backends.OfType<CudaBackend>().Select(b => b.Memory).Aggregate(

@@ -75,7 +75,7 @@ public static class Compressor
             }
         }
 
-        var kept = new ParaFormer(source.Config with { Branches = branches.Count }, ModuleInit.Create(0, source.Context, source.BranchContexts));
+        var kept = new ParaFormer(source.Config with { Branches = branches.Count }, ModuleInit.Create(0, source.Context, source.BranchContexts, source.Batched));
         kept.LoadStateDict(renamed);
         return kept;
     }

@@ -19,7 +19,7 @@ public static class Expansion
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(add);
-        var grown = new ParaFormer(source.Config with { Branches = source.Branches.Count + add }, ModuleInit.Create(seed, source.Context, source.BranchContexts));
+        var grown = new ParaFormer(source.Config with { Branches = source.Branches.Count + add }, ModuleInit.Create(seed, source.Context, source.BranchContexts, source.Batched));
         grown.LoadStateDict(source.StateDict(), strict: false);
         return grown;
     }

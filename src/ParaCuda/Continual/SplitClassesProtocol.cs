@@ -121,14 +121,14 @@ public sealed class SplitClassesProtocol
             Phase2($"expand: +{AddBranches} branches (old {(FreezeExisting ? "frozen" : "fine-tuned")})", expanded, seconds);
         }
 
-        using (var finetuned = new ParaFormer(Model, ModuleInit.Create(Options.Seed, init.Context, init.BranchContexts)))
+        using (var finetuned = new ParaFormer(Model, ModuleInit.Create(Options.Seed, init.Context, init.BranchContexts, init.BatchedBranches)))
         {
             finetuned.LoadStateDict(phase1.StateDict());
             var seconds = Train(finetuned, Options, phase2Train, l => !IsOld(l), "finetune");
             Phase2("fine-tune the whole phase-1 model", finetuned, seconds);
         }
 
-        using (var scratch = new ParaFormer(Model with { Branches = Model.Branches + AddBranches }, ModuleInit.Create(Options.Seed, init.Context, init.BranchContexts)))
+        using (var scratch = new ParaFormer(Model with { Branches = Model.Branches + AddBranches }, ModuleInit.Create(Options.Seed, init.Context, init.BranchContexts, init.BatchedBranches)))
         {
             var seconds = Train(scratch, Options with { Epochs = 2 * Options.Epochs }, data.Train, _ => true, "scratch");
             rows.Add(Score($"from scratch on all classes, {Model.Branches + AddBranches} branches", scratch, seconds, null));

@@ -51,14 +51,40 @@ public sealed class ParaFormer : VisionModel
         }
 
         Branches = RegisterModule("branches", new ModuleList<Branch>());
-        for (var b = 0; b < config.Branches; b++)
+        if (init.BatchedBranches && config.Branches > 1)
         {
-            var context = branchContexts is { Count: > 0 } ? branchContexts[b % branchContexts.Count] : init.Context;
-            Branches.Add(new Branch(config, init.On(context)));
+            // Every branch's parameters are slots of one [B, …] allocation per parameter, drawn in the same order
+            // as branches of their own would draw them. A probe on its own random state gives the shapes.
+            using (var probe = new Branch(config, ModuleInit.Create(0, init.Context)))
+            {
+                _packed = probe.Parameters().Select(p => Parameter.CreatePacked(config.Branches, p.Shape, init.Context)).ToList();
+            }
+
+            for (var b = 0; b < config.Branches; b++)
+            {
+                Branches.Add(new Branch(config, init.On(init.Context).IntoSlots(_packed, b)));
+            }
+        }
+        else
+        {
+            for (var b = 0; b < config.Branches; b++)
+            {
+                var context = branchContexts is { Count: > 0 } ? branchContexts[b % branchContexts.Count] : init.Context;
+                Branches.Add(new Branch(config, init.On(context)));
+            }
         }
 
         BuildHead(init);
     }
+
+    private readonly List<Parameter>? _packed;
+
+    /// <summary>
+    /// Whether the branches run as one batch: their parameters live in packed [B, …] allocations (each branch's
+    /// parameters are views into them, so the state dict and the per-branch API are unchanged) and a prefix of k
+    /// branches runs every op once for all k (strided-batched GEMMs, one launch per element-wise op).
+    /// </summary>
+    public bool Batched => _packed is not null;
 
     public ModuleList<Branch> Branches { get; }
 
@@ -69,6 +95,11 @@ public sealed class ParaFormer : VisionModel
 
     protected override Tensor Features(Tensor tokens, int prefix)
     {
+        if (Batched && prefix > 1)
+        {
+            return Step(() => F.SumSlots(BatchedBranches(tokens, prefix)));
+        }
+
         var outputs = new Tensor[prefix];
         for (var b = 0; b < prefix; b++)
         {
@@ -78,14 +109,37 @@ public sealed class ParaFormer : VisionModel
         return prefix == 1 ? outputs[0] : F.SumMany(outputs);
     }
 
-    protected override IEnumerable<Tensor> PrefixFeatures(Tensor tokens)
+    protected override IEnumerable<Tensor> PrefixFeatures(Tensor tokens, int upTo)
     {
-        var sum = BranchForward(0, tokens);
+        var all = Batched && upTo > 1 ? BatchedBranches(tokens, upTo) : null;
+        var sum = all is null ? BranchForward(0, tokens) : F.Slot(all, 0);
         yield return sum;
-        for (var b = 1; b < Branches.Count; b++)
+        for (var b = 1; b < upTo; b++)
         {
-            sum = F.Add(sum, BranchForward(b, tokens));
+            sum = F.Add(sum, all is null ? BranchForward(b, tokens) : F.Slot(all, b));
             yield return sum;
+        }
+    }
+
+    /// <summary>Token features of the first <paramref name="count"/> branches at once, [count, B, T, D]: every block runs once for all of them.</summary>
+    private Tensor BatchedBranches(Tensor tokens, int count) => Step(() =>
+    {
+        var x = F.Repeat(tokens, count);
+        foreach (var block in Branches[0].Blocks)
+        {
+            x = block.Forward(x, block.Weights.Map(w => F.Slots(w.Packed!, count)));
+        }
+
+        return x;
+    });
+
+    protected override void Dispose(bool disposing)
+    {
+        base.Dispose(disposing);
+        if (disposing)
+        {
+            // The branches' views are gone: the packed allocations (and their gradients) go last.
+            _packed?.ForEach(p => p.Dispose());
         }
     }
 

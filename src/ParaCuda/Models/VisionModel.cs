@@ -62,15 +62,15 @@ public abstract class VisionModel : Module
     {
         CheckPrefix(upTo);
         var tokens = Embed.Forward(images);
-        return PrefixFeatures(tokens).Take(upTo).Select(Head.Forward).ToList();
+        return PrefixFeatures(tokens, upTo).Select(Head.Forward).ToList();
     }
 
     /// <summary>Token features [B, T, D] from the first <paramref name="prefix"/> branches.</summary>
     protected abstract Tensor Features(Tensor tokens, int prefix);
 
-    /// <summary>Token features for every prefix, in order; the default recomputes each.</summary>
-    protected virtual IEnumerable<Tensor> PrefixFeatures(Tensor tokens) =>
-        Enumerable.Range(1, Prefixes).Select(k => Features(tokens, k));
+    /// <summary>Token features for the prefixes 1..<paramref name="upTo"/>, in order; the default recomputes each.</summary>
+    protected virtual IEnumerable<Tensor> PrefixFeatures(Tensor tokens, int upTo) =>
+        Enumerable.Range(1, upTo).Select(k => Features(tokens, k));
 
     /// <summary>Registers the head last, so parameter order follows the data flow.</summary>
     protected void BuildHead(ModuleInit init) => Head = RegisterModule("head", new ClassifierHead(Config, init));

@@ -22,10 +22,13 @@ public sealed class Mlp : Module
 
     public Linear Fc2 { get; }
 
-    public Tensor Forward(Tensor x)
+    public Tensor Forward(Tensor x) => Forward(x, Fc1.Weight, Fc1.Bias, Fc2.Weight, Fc2.Bias);
+
+    /// <summary>This layer's computation with the given weights: its own, or k branches' at once ([k, …] weights on x [k, …]).</summary>
+    public Tensor Forward(Tensor x, Tensor fc1Weight, Tensor? fc1Bias, Tensor fc2Weight, Tensor? fc2Bias)
     {
-        var hidden = F.BiasGelu(F.Linear(x, Fc1.Weight, null), Fc1.Bias);
+        var hidden = F.BiasGelu(F.Linear(x, fc1Weight, null), fc1Bias);
         hidden = F.Dropout(hidden, _dropout, _generator, Training);
-        return F.Dropout(Fc2.Forward(hidden), _dropout, _generator, Training);
+        return F.Dropout(F.Linear(hidden, fc2Weight, fc2Bias), _dropout, _generator, Training);
     }
 }

@@ -31,9 +31,23 @@ public sealed class MultiHeadSelfAttention : Module
     public Linear Proj { get; }
 
     /// <summary>x [B, T, D] → [B, T, D].</summary>
-    public Tensor Forward(Tensor x)
+    public Tensor Forward(Tensor x) => Forward(x, Qkv.Weight, Proj.Weight, Proj.Bias);
+
+    /// <summary>
+    /// This layer's computation with the given weights: its own, or k branches' at once ([k, …] weights on
+    /// x [k, B, T, D], each branch's images attending among themselves).
+    /// </summary>
+    public Tensor Forward(Tensor x, Tensor qkvWeight, Tensor projWeight, Tensor? projBias)
     {
-        var attended = F.Attention(Qkv.Forward(x), Heads);
-        return F.Dropout(Proj.Forward(attended), _dropout, _generator, Training);
+        ArgumentNullException.ThrowIfNull(x);
+        var qkv = F.Linear(x, qkvWeight, null);
+        var grouped = qkv.Rank == 4;
+        var attended = F.Attention(grouped ? F.Reshape(qkv, -1, qkv.Shape[2], qkv.Shape[3]) : qkv, Heads);
+        if (grouped)
+        {
+            attended = F.Reshape(attended, qkv.Shape[0], qkv.Shape[1], qkv.Shape[2], attended.Shape[-1]);
+        }
+
+        return F.Dropout(F.Linear(attended, projWeight, projBias), _dropout, _generator, Training);
     }
 }

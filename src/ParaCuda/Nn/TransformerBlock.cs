@@ -20,6 +20,22 @@ public sealed record BlockConfig(int Dim, int Heads, int MlpDim, float Dropout =
     public int EffectiveHeadDim => HeadDim > 0 ? HeadDim : Dim / Heads;
 }
 
+/// <summary>
+/// The weights of one block as tensors: a block's own parameters, or the [k, …] slots of k branches' packed
+/// parameters (<see cref="F.Slots"/>), which run the block for all k branches at once.
+/// </summary>
+public sealed record BlockWeights(
+    Tensor Norm1Weight, Tensor Norm1Bias, Tensor Qkv, Tensor ProjWeight, Tensor ProjBias,
+    Tensor Norm2Weight, Tensor Norm2Bias, Tensor Fc1Weight, Tensor Fc1Bias, Tensor Fc2Weight, Tensor Fc2Bias)
+{
+    /// <summary>Every weight passed through <paramref name="map"/>, in this order.</summary>
+    public BlockWeights Map(Func<Tensor, Tensor> map)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        return new(map(Norm1Weight), map(Norm1Bias), map(Qkv), map(ProjWeight), map(ProjBias), map(Norm2Weight), map(Norm2Bias), map(Fc1Weight), map(Fc1Bias), map(Fc2Weight), map(Fc2Bias));
+    }
+}
+
 /// <summary>Pre-norm block: attention sub-layer, then MLP sub-layer, each wrapped in a skip connection.</summary>
 public sealed class TransformerBlock : Module
 {
@@ -49,12 +65,26 @@ public sealed class TransformerBlock : Module
 
     public Mlp Mlp { get; }
 
-    /// <summary>x [B, T, D] → [B, T, D].</summary>
-    public Tensor Forward(Tensor x) => Step(() => SubLayer(SubLayer(x, Norm1, Attn.Forward), Norm2, Mlp.Forward));
+    /// <summary>This block's own parameters as <see cref="BlockWeights"/>.</summary>
+    public BlockWeights Weights => new(Norm1.Weight, Norm1.Bias, Attn.Qkv.Weight, Attn.Proj.Weight, Attn.Proj.Bias!, Norm2.Weight, Norm2.Bias, Mlp.Fc1.Weight, Mlp.Fc1.Bias!, Mlp.Fc2.Weight, Mlp.Fc2.Bias!);
 
-    private Tensor SubLayer(Tensor x, LayerNorm norm, Func<Tensor, Tensor> f)
+    /// <summary>x [B, T, D] → [B, T, D].</summary>
+    public Tensor Forward(Tensor x) => Forward(x, Weights);
+
+    /// <summary>This block's computation with the given weights: its own, or k branches' at once on x [k, B, T, D].</summary>
+    public Tensor Forward(Tensor x, BlockWeights w)
     {
-        var normalized = norm.Forward(x);
+        ArgumentNullException.ThrowIfNull(w);
+        return Step(() =>
+        {
+            var h = SubLayer(x, w.Norm1Weight, w.Norm1Bias, Norm1.Eps, n => Attn.Forward(n, w.Qkv, w.ProjWeight, w.ProjBias));
+            return SubLayer(h, w.Norm2Weight, w.Norm2Bias, Norm2.Eps, n => Mlp.Forward(n, w.Fc1Weight, w.Fc1Bias, w.Fc2Weight, w.Fc2Bias));
+        });
+    }
+
+    private Tensor SubLayer(Tensor x, Tensor gamma, Tensor beta, float eps, Func<Tensor, Tensor> f)
+    {
+        var normalized = F.LayerNorm(x, gamma, beta, eps);
         return F.Add(Config.Skip == SkipConnection.Input ? x : normalized, f(normalized));
     }
 }

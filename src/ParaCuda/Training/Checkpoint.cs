@@ -170,10 +170,10 @@ public static class Checkpoint
     }
 
     /// <summary>Builds the model a checkpoint describes and loads its weights (from either kind of checkpoint).</summary>
-    public static VisionModel LoadModel(string path, ComputeContext? context = null, IReadOnlyList<ComputeContext>? branchContexts = null)
+    public static VisionModel LoadModel(string path, ComputeContext? context = null, IReadOnlyList<ComputeContext>? branchContexts = null, bool batchedBranches = false)
     {
         var config = ReadConfig(path);
-        var model = ModelFactory.Create(config, ModuleInit.Create(0, context), branchContexts);
+        var model = ModelFactory.Create(config, ModuleInit.Create(0, context, batchedBranches: batchedBranches), branchContexts);
         try
         {
             LoadWeights(path, model);

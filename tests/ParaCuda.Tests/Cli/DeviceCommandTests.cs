@@ -47,6 +47,7 @@ public class DeviceCommandTests
         CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "cpu", "--precision", "tf32"), "--precision applies to CUDA devices");
         CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "emu", "--devices", "0,x"), "'x' is not a device number");
         CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "cuda:1", "--devices", "0,2"), "disagree");
+        CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "emu", "--devices", "0,1", "--branch-exec", "batched"), "batched branches run on one device");
         if (!CudaDriver.IsAvailable)
         {
             CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "cuda"), "--device emu");
@@ -55,6 +56,7 @@ public class DeviceCommandTests
 
     [TestCase("0", "serial")]
     [TestCase("0,0", "streams")]
+    [TestCase("0", "batched")]
     public void Train_runs_on_the_emulated_device_and_reports_its_memory(string devices, string execution)
     {
         var output = Path.Combine(_dir, $"run-{devices.Replace(',', '-')}-{execution}");

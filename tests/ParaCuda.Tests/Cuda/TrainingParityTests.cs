@@ -5,8 +5,6 @@ using ParaCuda.Data;
 using ParaCuda.IO;
 using ParaCuda.Models;
 using ParaCuda.Nn;
-using ParaCuda.Optim;
-using ParaCuda.Tensors;
 using ParaCuda.Tests.Support;
 using ParaCuda.Training;
 
@@ -22,9 +20,8 @@ namespace ParaCuda.Tests.Cuda;
 public abstract class TrainingParityTests : CudaDeviceTests
 {
     private const double Tolerance = 1e-4;
-    private const int Batch = 16;
 
-    private static readonly ModelConfig s_tiny = Presets.ForData(Presets.Get("tiny").Model, 28, 1, 10);
+    private static readonly ModelConfig s_tiny = StepSnapshots.Tiny;
 
     [Test]
     public void An_lpa_batch_matches_the_cpu_after_every_step() =>
@@ -39,13 +36,13 @@ public abstract class TrainingParityTests : CudaDeviceTests
     {
         var steps = new LpaSchedule().Passes(0, 1, 1, s_tiny.Branches).SelectMany(p => p.Steps).ToList();
         var main = Backend.DefaultContext;
-        var oneStream = Train(main, null, steps);
-        var ownStreams = Train(main, Enumerable.Range(0, s_tiny.Branches).Select(b => Backend.CreateContext($"branch {b}")).ToList(), steps);
+        var oneStream = StepSnapshots.Train(main, null, steps);
+        var ownStreams = StepSnapshots.Train(main, Enumerable.Range(0, s_tiny.Branches).Select(b => Backend.CreateContext($"branch {b}")).ToList(), steps);
         using var second = Open(index: 1);
-        var twoDevices = Train(main, [main, second.DefaultContext], steps);
+        var twoDevices = StepSnapshots.Train(main, [main, second.DefaultContext], steps);
         // Round-robin over two devices, each branch on a stream of its own: device 1's update runs on one
         // branch's stream, which the other branch there must wait for.
-        var twoDevicesOwnStreams = Train(main, Enumerable.Range(0, s_tiny.Branches).Select(b => (b % 2 == 0 ? Backend : second).CreateContext($"branch {b}")).ToList(), steps);
+        var twoDevicesOwnStreams = StepSnapshots.Train(main, Enumerable.Range(0, s_tiny.Branches).Select(b => (b % 2 == 0 ? Backend : second).CreateContext($"branch {b}")).ToList(), steps);
         foreach (var (name, run) in new[] { ("a stream per branch", ownStreams), ("two devices", twoDevices), ("two devices, a stream per branch", twoDevicesOwnStreams) })
         {
             for (var s = 0; s < steps.Count; s++)
@@ -57,6 +54,14 @@ public abstract class TrainingParityTests : CudaDeviceTests
                 }
             }
         }
+    }
+
+    [Test]
+    public void Batched_branches_match_separate_branches_after_every_step()
+    {
+        var steps = new LpaSchedule().Passes(0, 1, 1, s_tiny.Branches).Concat(new PrefixSchedule().Passes(0, 1, 1, s_tiny.Branches)).SelectMany(p => p.Steps).ToList();
+        var main = Backend.DefaultContext;
+        StepSnapshots.AssertClose(StepSnapshots.Train(main, null, steps, batched: true), StepSnapshots.Train(main, null, steps), steps, 1e-5, "batched against one stream");
     }
 
     [Test]
@@ -102,45 +107,8 @@ public abstract class TrainingParityTests : CudaDeviceTests
         }
     }
 
-    private void CompareWithCpu(List<TrainStep> steps)
-    {
-        var cpu = Train(CpuBackend.Instance.DefaultContext, null, steps);
-        var device = Train(Backend.DefaultContext, null, steps);
-        for (var s = 0; s < steps.Count; s++)
-        {
-            Assert.That(device[s].Loss, Is.EqualTo(cpu[s].Loss).Within(Tolerance * Math.Abs(cpu[s].Loss)), $"step {s + 1} ({steps[s]}): loss");
-            for (var p = 0; p < cpu[s].Parameters.Count; p++)
-            {
-                Close.Check(device[s].Parameters[p], cpu[s].Parameters[p].Select(v => (double)v).ToArray(), Tolerance, $"step {s + 1} ({steps[s]}): parameter {cpu[s].Names[p]}");
-            }
-        }
-    }
-
-    /// <summary>
-    /// The tiny model trained on one fixed random batch: after each step, its loss and every parameter. The
-    /// snapshots are device copies, each on its tensor's own stream, read only when all steps are issued: the
-    /// host never synchronises between steps, as in training, so a missing wait between streams shows.
-    /// </summary>
-    private static List<(double Loss, List<string> Names, List<float[]> Parameters)> Train(ComputeContext main, IReadOnlyList<ComputeContext>? branches, List<TrainStep> steps)
-    {
-        using var scope = TensorScope.Begin();
-        using var model = ModelFactory.Create(s_tiny, ModuleInit.Create(7, main), branches);
-        var options = new TrainOptions { LearningRate = 1e-3f };
-        using var optimizer = new Adam(model.NamedParameters(), new AdamParameters(options.LearningRate));
-        var step = new TrainingStep(model, optimizer, options);
-        var images = Tensor.FromArray(Rand.Values(Batch * 28 * 28, 8).Select(v => (float)v).ToArray(), new Shape(Batch, 1, 28, 28), main);
-        var labels = Tensor.FromArray(Rand.Labels(Batch, 10, 9), new Shape(Batch), main);
-        var named = model.NamedParameters().ToList();
-        var snapshots = new List<(Tensor Loss, List<Tensor> Parameters)>();
-        foreach (var s in steps)
-        {
-            var output = step.Run(images, labels, s);
-            snapshots.Add((output.Loss, named.Select(n => n.Parameter.Clone()).ToList()));
-        }
-
-        var names = named.Select(n => n.Name).ToList();
-        return snapshots.Select(snapshot => ((double)snapshot.Loss.Item(), names, snapshot.Parameters.Select(p => p.ToArray<float>()).ToList())).ToList();
-    }
+    private void CompareWithCpu(List<TrainStep> steps) =>
+        StepSnapshots.AssertClose(StepSnapshots.Train(Backend.DefaultContext, null, steps), StepSnapshots.Train(CpuBackend.Instance.DefaultContext, null, steps), steps, Tolerance, "device against the CPU");
 }
 
 [Category("Emulator")]
