@@ -157,7 +157,7 @@ public sealed class Trainer : IDisposable
                         var next = batch.Index + 1 < _loader.BatchesPerEpoch ? (pass, batch.Index + 1) : (pass + 1, 0);
                         SaveLast(state with { Epoch = epoch, Pass = next.Item1, Batch = next.Item2, Partial = progress.Sums, ElapsedSeconds = Elapsed(), History = history });
                         // The epoch so far, so a run stopped early still has a line to report and plot.
-                        File.AppendAllText(MetricsPath, Partial(epoch, progress.Sums, state.Steps, Elapsed()).ToJsonLine() + "\n");
+                        File.AppendAllText(MetricsPath, Line(epoch, progress.Sums, state.Steps, Elapsed(), []).ToJsonLine() + "\n");
                         return new TrainResult(history, false, state.Steps, LastCheckpoint, BestCheckpoint);
                     }
                 }
@@ -219,7 +219,16 @@ public sealed class Trainer : IDisposable
         var val = _data.Validation.Count > 0 ? Evaluation.Run(_model, _data.Validation, _data.EvalTransform, _options.EvalBatchSize) : null;
         var test = Evaluation.Run(_model, _data.Test, _data.EvalTransform, _options.EvalBatchSize);
         var prefixes = test.Select((t, i) => new PrefixMetrics(t.K, val?[i].Loss ?? double.NaN, val?[i].Accuracy ?? double.NaN, t.Loss, t.Accuracy)).ToList();
-        var full = prefixes[^1];
+        return Line(epoch, sums, steps, elapsed, prefixes);
+    }
+
+    /// <summary>
+    /// An epoch's metrics line: training sums so far, and the evaluation of every prefix (none for an epoch stopped
+    /// part-way, which is marked partial and has NaN for what was not evaluated).
+    /// </summary>
+    private EpochMetrics Line(int epoch, EpochAccumulator sums, long steps, double elapsed, List<PrefixMetrics> prefixes)
+    {
+        var full = prefixes.Count > 0 ? prefixes[^1] : null;
         var seen = Math.Max(sums.Seen, 1);
         var memory = _model.Parameters().Select(p => p.Context.Backend).OfType<Backends.Cuda.CudaBackend>().Distinct().Select(b => b.Memory).ToList();
         return new EpochMetrics(
@@ -228,17 +237,18 @@ public sealed class Trainer : IDisposable
             _model.Config.Kind.ToString(),
             sums.LossSum / seen,
             (double)sums.Correct / seen,
-            full.ValLoss,
-            full.ValAccuracy,
-            full.TestLoss,
-            full.TestAccuracy,
+            full?.ValLoss ?? double.NaN,
+            full?.ValAccuracy ?? double.NaN,
+            full?.TestLoss ?? double.NaN,
+            full?.TestAccuracy ?? double.NaN,
             prefixes,
             sums.Seconds,
             sums.Images / Math.Max(sums.Seconds, 1e-9),
             steps,
             elapsed,
-            memory.Count > 0 ? memory.Sum(m => m.PeakAllocated) : null,
-            memory.Count > 0 ? memory.Sum(m => m.Reserved) : null);
+            full is null || memory.Count == 0 ? null : memory.Sum(m => m.PeakAllocated),
+            full is null || memory.Count == 0 ? null : memory.Sum(m => m.Reserved),
+            Partial: full is null);
     }
 
     /// <summary>
@@ -306,28 +316,6 @@ public sealed class Trainer : IDisposable
                 File.Delete(stale);
             }
         }
-    }
-
-    /// <summary>The line of an epoch stopped part-way: what training saw so far, nothing evaluated.</summary>
-    private EpochMetrics Partial(int epoch, EpochAccumulator sums, long steps, double elapsed)
-    {
-        var seen = Math.Max(sums.Seen, 1);
-        return new EpochMetrics(
-            epoch + 1,
-            _schedule.Name,
-            _model.Config.Kind.ToString(),
-            sums.LossSum / seen,
-            (double)sums.Correct / seen,
-            double.NaN,
-            double.NaN,
-            double.NaN,
-            double.NaN,
-            [],
-            sums.Seconds,
-            sums.Images / Math.Max(sums.Seconds, 1e-9),
-            steps,
-            elapsed,
-            Partial: true);
     }
 
     private void SaveLast(TrainingState state) => Checkpoint.SaveTraining(LastCheckpoint, _model, _optimizer, state);
