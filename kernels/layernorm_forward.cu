@@ -5,20 +5,29 @@
 //
 // Two passes over the row (mean, then squared deviations), as the CPU reference, to avoid the cancellation
 // of E[x²] - E[x]²; the second pass reads the row from L1/L2.
+// With a residual (fused into the add before it), x + residual is written to sum and normalised: the same
+// numbers as the add and the LayerNorm one after another, in one pass over memory.
 // With groups (a ParaFormer's branches batched), the rows come in groups of group_rows and group g normalises with
 // γ and β row g of [groups, cols]; group_rows = rows for one group.
 // Launch: one warp per row; block = 32·W threads (W warps, W rows), grid = ceil(rows / W).
 #include "common.cuh"
 
 extern "C" __global__ void layernorm_forward(
-    const float* __restrict__ x, const float* __restrict__ gamma, const float* __restrict__ beta,
+    const float* x, const float* __restrict__ residual, const float* __restrict__ gamma, const float* __restrict__ beta,
     float eps, int rows, int cols, int group_rows,
-    float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd)
+    float* sum_out, float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd)
 {
     const long long row = warp_row();
     const int lane = lane_id();
     if (row >= rows)
         return;
+    if (residual)
+    {
+        // Each lane writes the elements it reads back below: no other thread touches them.
+        for (int c = lane; c < cols; c += PC_WARP)
+            sum_out[row * cols + c] = x[row * cols + c] + residual[row * cols + c];
+        x = sum_out;
+    }
     gamma += row / group_rows * cols;
     beta += row / group_rows * cols;
     const float* xr = x + (long long)row * cols;

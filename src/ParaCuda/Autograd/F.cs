@@ -16,11 +16,26 @@ public static partial class F
         var ctx = SameContext(nameof(Add), a, b);
         var y = a.EmptyLike();
         ctx.Ops.Add(a, b, y);
-        return Record(nameof(Add), y, [a, b], (g, sink) =>
-        {
-            sink.Pass(0, g);
-            sink.Pass(1, g);
-        });
+        return Record(nameof(Add), y, [a, b], AddBackward);
+    }
+
+    /// <summary>
+    /// A residual add and the LayerNorm after it, computed in one pass over memory (<see cref="Ops.AddLayerNorm"/>)
+    /// and recorded as the two ops they are: the same numbers and gradients as <see cref="Add"/> then <see cref="LayerNorm"/>.
+    /// </summary>
+    public static (Tensor Sum, Tensor Normalized) AddLayerNorm(Tensor a, Tensor b, Tensor gamma, Tensor beta, float eps = 1e-5f)
+    {
+        var ctx = SameContext(nameof(AddLayerNorm), a, b, gamma, beta);
+        var (sum, y, mean, rstd) = (a.EmptyLike(), a.EmptyLike(), a.EmptyLike(new Shape(Rows(a))), a.EmptyLike(new Shape(Rows(a))));
+        ctx.Ops.AddLayerNorm(a, b, gamma, beta, eps, sum, y, mean, rstd);
+        Record(nameof(Add), sum, [a, b], AddBackward);
+        return (sum, Record(nameof(LayerNorm), y, [sum, gamma, beta], LayerNormBackward(sum, gamma, mean, rstd)));
+    }
+
+    private static void AddBackward(Tensor g, GradSink sink)
+    {
+        sink.Pass(0, g);
+        sink.Pass(1, g);
     }
 
     /// <summary>alpha · x.</summary>
@@ -224,14 +239,18 @@ public static partial class F
     public static Tensor LayerNorm(Tensor x, Tensor gamma, Tensor beta, float eps = 1e-5f)
     {
         var ctx = SameContext(nameof(LayerNorm), x, gamma, beta);
-        var rows = x.Rank == 0 || x.Shape[-1] == 0 ? 0 : (int)(x.NumElements / x.Shape[-1]);
         var y = x.EmptyLike();
-        var mean = x.EmptyLike(new Shape(rows));
-        var rstd = x.EmptyLike(new Shape(rows));
+        var mean = x.EmptyLike(new Shape(Rows(x)));
+        var rstd = x.EmptyLike(new Shape(Rows(x)));
         ctx.Ops.LayerNorm(x, gamma, beta, eps, y, mean, rstd);
-        return Record(nameof(LayerNorm), y, [x, gamma, beta], (g, sink) =>
-            ctx.Ops.LayerNormBackward(g, x, gamma, mean, rstd, sink.Target(0), sink.Target(1), sink.Target(2)));
+        return Record(nameof(LayerNorm), y, [x, gamma, beta], LayerNormBackward(x, gamma, mean, rstd));
     }
+
+    private static BackwardFunction LayerNormBackward(Tensor x, Tensor gamma, Tensor mean, Tensor rstd) => (g, sink) =>
+        x.Context.Ops.LayerNormBackward(g, x, gamma, mean, rstd, sink.Target(0), sink.Target(1), sink.Target(2));
+
+    /// <summary>Rows of x over its last axis (0 for an empty one).</summary>
+    private static int Rows(Tensor x) => x.Rank == 0 || x.Shape[-1] == 0 ? 0 : (int)(x.NumElements / x.Shape[-1]);
 
     /// <summary>Inverted dropout with probability p; identity when not training or p = 0.</summary>
     public static Tensor Dropout(Tensor x, float p, Generator generator, bool training)

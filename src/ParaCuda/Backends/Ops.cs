@@ -304,6 +304,34 @@ public abstract class Ops
     }
 
     /// <summary>
+    /// A residual add and the LayerNorm after it in one pass over memory: sum = a + b, then <see cref="LayerNorm"/>
+    /// of sum into y (mean, rstd as there). The same numbers as <see cref="Add"/> then <see cref="LayerNorm"/>.
+    /// </summary>
+    public void AddLayerNorm(Tensor a, Tensor b, Tensor gamma, Tensor beta, float eps, Tensor sum, Tensor y, Tensor mean, Tensor rstd)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(gamma);
+        ArgumentNullException.ThrowIfNull(beta);
+        ArgumentNullException.ThrowIfNull(sum);
+        ArgumentNullException.ThrowIfNull(y);
+        ArgumentNullException.ThrowIfNull(mean);
+        ArgumentNullException.ThrowIfNull(rstd);
+        var c = Check(nameof(AddLayerNorm));
+        CheckLayerNormArgs(c, a, gamma, mean, rstd);
+        c.Tensor("b", b);
+        c.SameShape("a", a, "b", b);
+        c.Tensor("beta", beta);
+        c.SameShape("beta", beta, "gamma", gamma);
+        c.Tensor("sum", sum);
+        c.SameShape("a", a, "sum", sum);
+        c.Tensor("y", y);
+        c.SameShape("a", a, "y", y);
+        c.That(eps > 0f, $"eps must be positive, got {eps}");
+        AddLayerNormCore(a, b, gamma, beta, eps, sum, y, mean, rstd);
+    }
+
+    /// <summary>
     /// With x̂ = (x - mean)·rstd and g = dy·gamma: dx (+)= rstd·(g - mean(g) - x̂·mean(g·x̂));
     /// dgamma (+)= Σ_rows dy·x̂; dbeta (+)= Σ_rows dy. Any of the three outputs may be None.
     /// </summary>
@@ -669,6 +697,8 @@ public abstract class Ops
     protected abstract void SumRowsCore(Tensor x, GradOut output);
 
     protected abstract void LayerNormCore(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd);
+
+    protected abstract void AddLayerNormCore(Tensor a, Tensor b, Tensor gamma, Tensor beta, float eps, Tensor sum, Tensor y, Tensor mean, Tensor rstd);
 
     protected abstract void LayerNormBackwardCore(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, GradOut dx, GradOut dgamma, GradOut dbeta);
 

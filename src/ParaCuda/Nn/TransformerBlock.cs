@@ -75,16 +75,14 @@ public sealed class TransformerBlock : Module
     public Tensor Forward(Tensor x, BlockWeights w)
     {
         ArgumentNullException.ThrowIfNull(w);
+        var input = Config.Skip == SkipConnection.Input;
         return Step(() =>
         {
-            var h = SubLayer(x, w.Norm1Weight, w.Norm1Bias, Norm1.Eps, n => Attn.Forward(n, w.Qkv, w.ProjWeight, w.ProjBias));
-            return SubLayer(h, w.Norm2Weight, w.Norm2Bias, Norm2.Eps, n => Mlp.Forward(n, w.Fc1Weight, w.Fc1Bias, w.Fc2Weight, w.Fc2Bias));
+            var n1 = F.LayerNorm(x, w.Norm1Weight, w.Norm1Bias, Norm1.Eps);
+            var attended = Attn.Forward(n1, w.Qkv, w.ProjWeight, w.ProjBias);
+            // The attention sub-layer's residual add and the MLP's LayerNorm in one pass over memory.
+            var (h, n2) = F.AddLayerNorm(input ? x : n1, attended, w.Norm2Weight, w.Norm2Bias, Norm2.Eps);
+            return F.Add(input ? h : n2, Mlp.Forward(n2, w.Fc1Weight, w.Fc1Bias, w.Fc2Weight, w.Fc2Bias));
         });
-    }
-
-    private Tensor SubLayer(Tensor x, Tensor gamma, Tensor beta, float eps, Func<Tensor, Tensor> f)
-    {
-        var normalized = F.LayerNorm(x, gamma, beta, eps);
-        return F.Add(Config.Skip == SkipConnection.Input ? x : normalized, f(normalized));
     }
 }

@@ -264,6 +264,20 @@ public abstract class OpsParityTests : CudaDeviceTests
         G.LayerNormBackward(gdy, gx, ggamma, gmean, grstd, new GradOut(gaccumulated, Accumulate: true), GradOut.None, new GradOut(gonlyBeta, Accumulate: true));
         Same(gaccumulated, accumulated, Tolerance, "dx accumulated");
         Same(gonlyBeta, onlyBeta, Tolerance, "dbeta alone, accumulated");
+
+        // The residual add fused into the LayerNorm: the device's own unfused numbers exactly, the CPU's within tolerance.
+        var residual = Rand.Tensor(x.Shape, 28);
+        var (gresidual, gbeta) = (Up(residual), Up(beta));
+        var (gsum, gfused, gfusedMean, gfusedRstd) = (Out(x.Shape), Out(x.Shape), Out(mean.Shape), Out(rstd.Shape));
+        G.AddLayerNorm(gx, gresidual, ggamma, gbeta, 1e-5f, gsum, gfused, gfusedMean, gfusedRstd);
+        var (gadded, gunfused) = (Out(x.Shape), Out(x.Shape));
+        G.Add(gx, gresidual, gadded);
+        G.LayerNorm(gadded, ggamma, gbeta, 1e-5f, gunfused, Out(mean.Shape), Out(rstd.Shape));
+        Exact(gsum, gadded, "fused sum");
+        Exact(gfused, gunfused, "fused LayerNorm");
+        var (sum, fused, fusedMean, fusedRstd) = (x.EmptyLike(), x.EmptyLike(), mean.EmptyLike(), rstd.EmptyLike());
+        s_cpu.AddLayerNorm(x, residual, gamma, beta, 1e-5f, sum, fused, fusedMean, fusedRstd);
+        Same(gfused, fused, Tolerance, "fused LayerNorm against the CPU");
     }
 
     // Small enough for the emulator, which switches threads at every warp reduction; head dims that are not

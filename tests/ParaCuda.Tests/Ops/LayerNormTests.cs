@@ -33,6 +33,43 @@ public class LayerNormTests
             v => Reference.LayerNorm(v[0], v[1], v[2], 6, 8));
 
     [Test]
+    public void The_fused_residual_add_gives_the_numbers_of_the_add_and_the_layernorm_bit_for_bit()
+    {
+        using var scope = TensorScope.Begin();
+        const int rows = 130, cols = 48;
+        var (a, b) = (Rand.Tensor(new Shape(rows, cols), 1, scale: 2), Rand.Tensor(new Shape(rows, cols), 2));
+        var (gamma, beta) = (Rand.Tensor(new Shape(cols), 3), Rand.Tensor(new Shape(cols), 4));
+        var (sum, y, mean, rstd) = (Rand.Poisoned(a.Shape), Rand.Poisoned(a.Shape), Rand.Poisoned(new Shape(rows)), Rand.Poisoned(new Shape(rows)));
+        s_ops.AddLayerNorm(a, b, gamma, beta, 1e-5f, sum, y, mean, rstd);
+        var (added, y2, mean2, rstd2) = (a.EmptyLike(), a.EmptyLike(), Tensor.Empty(new Shape(rows)), Tensor.Empty(new Shape(rows)));
+        s_ops.Add(a, b, added);
+        s_ops.LayerNorm(added, gamma, beta, 1e-5f, y2, mean2, rstd2);
+        Assert.Multiple(() =>
+        {
+            Assert.That(sum.ToArray<float>(), Is.EqualTo(added.ToArray<float>()), "sum");
+            Assert.That(y.ToArray<float>(), Is.EqualTo(y2.ToArray<float>()), "y");
+            Assert.That(mean.ToArray<float>(), Is.EqualTo(mean2.ToArray<float>()), "mean");
+            Assert.That(rstd.ToArray<float>(), Is.EqualTo(rstd2.ToArray<float>()), "rstd");
+        });
+    }
+
+    [Test]
+    public void The_fused_residual_add_has_the_gradients_of_its_two_ops() =>
+        GradCheck.Run(
+            "AddLayerNorm",
+            [new Shape(2, 3, 8), new Shape(2, 3, 8), new Shape(8), new Shape(8)],
+            t =>
+            {
+                var (sum, normalized) = F.AddLayerNorm(t[0], t[1], t[2], t[3]);
+                return F.Add(F.Scale(sum, 0.5f), normalized);
+            },
+            v =>
+            {
+                var sum = v[0].Zip(v[1], (x, y) => x + y).ToArray();
+                return sum.Zip(Reference.LayerNorm(sum, v[2], v[3], 6, 8), (s, n) => (0.5 * s) + n).ToArray();
+            });
+
+    [Test]
     public void Backward_accumulates_each_output_independently()
     {
         using var scope = TensorScope.Begin();

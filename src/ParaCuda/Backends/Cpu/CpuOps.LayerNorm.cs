@@ -5,9 +5,16 @@ namespace ParaCuda.Backends.Cpu;
 
 internal sealed unsafe partial class CpuOps
 {
-    protected override void LayerNormCore(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd)
+    protected override void LayerNormCore(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd) =>
+        NormalizeRows(x, null, null, gamma, beta, eps, y, mean, rstd);
+
+    protected override void AddLayerNormCore(Tensor a, Tensor b, Tensor gamma, Tensor beta, float eps, Tensor sum, Tensor y, Tensor mean, Tensor rstd) =>
+        NormalizeRows(a, b, sum, gamma, beta, eps, y, mean, rstd);
+
+    /// <summary>LayerNorm of x's rows, or of x + residual's (written to sum first) when a residual is given.</summary>
+    private static void NormalizeRows(Tensor x, Tensor? residual, Tensor? sum, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd)
     {
-        float* px = F(x), py = F(y), pg = F(gamma), pb = F(beta), pm = F(mean), pr = F(rstd);
+        float* px = F(x), py = F(y), pg = F(gamma), pb = F(beta), pm = F(mean), pr = F(rstd), pres = OrNull(residual), psum = OrNull(sum);
         var cols = LastDim(x);
         var groupRows = Rows(x) / Groups(gamma);
         CpuParallel.For(Rows(x), cols * 6, (r0, r1) =>
@@ -18,6 +25,13 @@ internal sealed unsafe partial class CpuOps
                 var g = new ReadOnlySpan<float>(pg + group, cols);
                 var b = new ReadOnlySpan<float>(pb + group, cols);
                 var row = new ReadOnlySpan<float>(px + ((long)r * cols), cols);
+                if (pres != null)
+                {
+                    var total = new Span<float>(psum + ((long)r * cols), cols);
+                    TensorPrimitives.Add(row, new ReadOnlySpan<float>(pres + ((long)r * cols), cols), total);
+                    row = total;
+                }
+
                 var outRow = new Span<float>(py + ((long)r * cols), cols);
 
                 // Two passes (mean, then squared deviations) avoid the cancellation of E[x²] - E[x]².

@@ -150,10 +150,16 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     protected override void SumRowsCore(Tensor x, GradOut output) =>
         ColumnSums(P(x), Groups(output.Tensor!), Rows(x) / Groups(output.Tensor!), x.Shape[-1], x.Shape[-1], output);
 
-    protected override void LayerNormCore(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd)
+    protected override void LayerNormCore(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd) =>
+        NormalizeRows(x, null, null, gamma, beta, eps, y, mean, rstd);
+
+    protected override void AddLayerNormCore(Tensor a, Tensor b, Tensor gamma, Tensor beta, float eps, Tensor sum, Tensor y, Tensor mean, Tensor rstd) =>
+        NormalizeRows(a, b, sum, gamma, beta, eps, y, mean, rstd);
+
+    private void NormalizeRows(Tensor x, Tensor? residual, Tensor? sum, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd)
     {
         var rows = Rows(x);
-        Run("layernorm_forward.cu", "layernorm_forward", Warps(rows), P(x), P(gamma), P(beta), eps, rows, x.Shape[-1], rows / Groups(gamma), P(y), P(mean), P(rstd));
+        Run("layernorm_forward.cu", "layernorm_forward", Warps(rows), P(x), P(residual), P(gamma), P(beta), eps, rows, x.Shape[-1], rows / Groups(gamma), P(sum), P(y), P(mean), P(rstd));
     }
 
     protected override void LayerNormBackwardCore(Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, GradOut dx, GradOut dgamma, GradOut dbeta)
