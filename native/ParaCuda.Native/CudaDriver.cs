@@ -22,9 +22,13 @@ public static unsafe partial class CudaDriver
     public const int OutOfMemory = 2;
     public const int NotReady = 600;
 
+    /// <summary>CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: an operation that is not allowed while a stream is captured.</summary>
+    public const int StreamCaptureUnsupported = 900;
+
     private const uint StreamNonBlocking = 1;
     private const uint EventDisableTiming = 2;
     private const int FunctionMaxDynamicSharedBytes = 8;
+    private const int CaptureModeRelaxed = 2;
 
     private static readonly Lazy<string?> s_unavailableReason = new(Probe);
 
@@ -144,6 +148,32 @@ public static unsafe partial class CudaDriver
     }
 
     public static void SynchronizeEvent(IntPtr e) => Check(cuEventSynchronize(e), "cuEventSynchronize()");
+
+    /// <summary>cuStreamBeginCapture in relaxed mode (allocation and module loads stay legal while capturing).</summary>
+    public static void BeginCapture(IntPtr stream) => Check(cuStreamBeginCapture_v2(stream, CaptureModeRelaxed), "cuStreamBeginCapture()");
+
+    /// <summary>cuStreamEndCapture, then cuGraphInstantiate: the executable graph and the graph it came from.</summary>
+    public static (IntPtr Exec, IntPtr Graph) EndCapture(IntPtr stream)
+    {
+        Check(cuStreamEndCapture(stream, out var graph), "cuStreamEndCapture()");
+        var status = cuGraphInstantiateWithFlags(out var exec, graph, 0);
+        if (status != Success)
+        {
+            // The instantiation's error is the one to report; a failure to destroy the graph would hide it.
+            _ = cuGraphDestroy(graph);
+            Check(status, "cuGraphInstantiateWithFlags()");
+        }
+
+        return (exec, graph);
+    }
+
+    public static void LaunchGraph(IntPtr exec, IntPtr stream) => Check(cuGraphLaunch(exec, stream), "cuGraphLaunch()");
+
+    public static void DestroyGraph(IntPtr exec, IntPtr graph)
+    {
+        Check(cuGraphExecDestroy(exec), "cuGraphExecDestroy()");
+        Check(cuGraphDestroy(graph), "cuGraphDestroy()");
+    }
 
     public static float ElapsedMilliseconds(IntPtr start, IntPtr end)
     {
@@ -325,6 +355,24 @@ public static unsafe partial class CudaDriver
 
     [LibraryImport(NativeLibraries.Driver)]
     private static partial int cuEventElapsedTime(out float milliseconds, IntPtr start, IntPtr end);
+
+    [LibraryImport(NativeLibraries.Driver)]
+    private static partial int cuStreamBeginCapture_v2(IntPtr stream, int mode);
+
+    [LibraryImport(NativeLibraries.Driver)]
+    private static partial int cuStreamEndCapture(IntPtr stream, out IntPtr graph);
+
+    [LibraryImport(NativeLibraries.Driver)]
+    private static partial int cuGraphInstantiateWithFlags(out IntPtr exec, IntPtr graph, ulong flags);
+
+    [LibraryImport(NativeLibraries.Driver)]
+    private static partial int cuGraphLaunch(IntPtr exec, IntPtr stream);
+
+    [LibraryImport(NativeLibraries.Driver)]
+    private static partial int cuGraphExecDestroy(IntPtr exec);
+
+    [LibraryImport(NativeLibraries.Driver)]
+    private static partial int cuGraphDestroy(IntPtr graph);
 
     [LibraryImport(NativeLibraries.Driver)]
     private static partial int cuMemcpyHtoDAsync_v2(ulong destination, void* source, nuint bytes, IntPtr stream);

@@ -50,7 +50,42 @@ public sealed class ModelSuite(double budgetSeconds)
                     model.Forward(inputs[i % Sets]);
                 }, budgetSeconds);
                 yield return Item($"{w} inference, batch {batch}", mode, stats, batch);
+                if (main.CanCapture && placement.BranchContexts(config.Branches) is null)
+                {
+                    yield return Item($"{w} inference, batch {batch}", $"{mode}, graph", Replayed(model, inputs, main), batch);
+                }
             }
+        }
+    }
+
+    /// <summary>The forward captured once as a graph, timed as a replay after copying each input into its static one.</summary>
+    private Stats Replayed(VisionModel model, Tensor[] inputs, ComputeContext main)
+    {
+        using var unscoped = TensorScope.Unscoped();
+        using var input = Tensor.Empty(inputs[0].Shape, DType.Float32, main);
+        main.Ops.Copy(inputs[0], input);
+        using (TensorScope.Begin())
+        {
+            model.Forward(input);
+        }
+
+        Tensor? output = null;
+        using var graph = main.Capture(() =>
+        {
+            using var scope = TensorScope.Begin();
+            output = scope.Keep(model.Forward(input));
+        });
+        try
+        {
+            return Timing.Measure(main, i =>
+            {
+                main.Ops.Copy(inputs[i % Sets], input);
+                graph.Replay();
+            }, budgetSeconds);
+        }
+        finally
+        {
+            output?.Dispose();
         }
     }
 

@@ -69,7 +69,36 @@ public abstract class ComputeContext
         return clock.Elapsed.TotalMilliseconds;
     }
 
+    /// <summary>Whether <see cref="Capture"/> works here: on a CUDA device.</summary>
+    public virtual bool CanCapture => false;
+
+    /// <summary>
+    /// Records the device work <paramref name="body"/> issues on this context, without running it, as a graph that
+    /// <see cref="ContextGraph.Replay"/> runs again and again for one launch's host cost. The body must issue all
+    /// its work on this context and never wait for it (no host reads); tensors it allocates keep their memory
+    /// for the graph, so results left in a tensor the body created are where each replay writes them.
+    /// </summary>
+    public virtual ContextGraph Capture(Action body) =>
+        throw new NotSupportedException($"{this} cannot capture graphs: they need a CUDA device");
+
     public override string ToString() => $"{Device}/{Name}";
+}
+
+/// <summary>Work captured on one context (<see cref="ComputeContext.Capture"/>), replayed in its order on that context.</summary>
+public abstract class ContextGraph : IDisposable
+{
+    /// <summary>Runs the captured work again, after everything issued on the context so far.</summary>
+    public abstract void Replay();
+
+    public void Dispose()
+    {
+        Dispose(disposing: true);
+        GC.SuppressFinalize(this);
+    }
+
+    protected virtual void Dispose(bool disposing)
+    {
+    }
 }
 
 /// <summary>

@@ -15,6 +15,23 @@ internal sealed class Block(ulong pointer, long size, CudaContext owner)
 
     /// <summary>Contexts other than the owner whose work used this block since it was handed out.</summary>
     public HashSet<CudaContext>? Users { get; set; }
+
+    /// <summary>The graph whose capture allocated this block: while it lives, the block goes back to it, never to others.</summary>
+    public GraphPool? Pool { get; set; }
+}
+
+/// <summary>
+/// The memory a captured graph's work uses: every block allocated while it was captured. A graph replays the
+/// same addresses, so none of them may go to other tensors while it lives; blocks freed inside the capture are
+/// reused only by later allocations of the same capture (they run in stream order within the graph).
+/// </summary>
+internal sealed class GraphPool(CudaContext context)
+{
+    public CudaContext Context { get; } = context;
+
+    public List<Block> Blocks { get; } = [];
+
+    public Dictionary<long, Stack<Block>> Free { get; } = [];
 }
 
 /// <summary>
@@ -36,6 +53,7 @@ internal sealed class CachingAllocator(CudaBackend backend) : IDisposable
     private long _reserved;
     private long _peakAllocated;
     private long _peakReserved;
+    private GraphPool? _capturing;
 
     public MemoryStats Stats
     {
@@ -55,11 +73,31 @@ internal sealed class CachingAllocator(CudaBackend backend) : IDisposable
         lock (_lock)
         {
             Collect();
-            if (!_free.TryGetValue((context, size), out var stack) || !stack.TryPop(out var block))
+            Block? block = null;
+            if (_capturing is { } pool)
+            {
+                if (!ReferenceEquals(context, pool.Context))
+                {
+                    throw new InvalidOperationException($"{context} allocates while a graph is captured on {pool.Context}: a graph holds the work of one stream");
+                }
+
+                if (pool.Free.TryGetValue(size, out var own) && own.TryPop(out var reused))
+                {
+                    block = reused;
+                }
+            }
+
+            if (block is null && (!_free.TryGetValue((context, size), out var stack) || !stack.TryPop(out block)))
             {
                 block = new Block(Fresh(size, bytes), size, context);
                 _reserved += size;
                 _peakReserved = Math.Max(_peakReserved, _reserved);
+            }
+
+            if (_capturing is { } capture && block.Pool is null)
+            {
+                block.Pool = capture;
+                capture.Blocks.Add(block);
             }
 
             _allocated += size;
@@ -111,7 +149,11 @@ internal sealed class CachingAllocator(CudaBackend backend) : IDisposable
         lock (_lock)
         {
             _allocated -= block.Size;
-            if (events is null)
+            if (block.Pool is { } pool)
+            {
+                (pool.Free.TryGetValue(block.Size, out var own) ? own : pool.Free[block.Size] = new Stack<Block>()).Push(block);
+            }
+            else if (events is null)
             {
                 Push(block);
             }
@@ -122,11 +164,61 @@ internal sealed class CachingAllocator(CudaBackend backend) : IDisposable
         }
     }
 
+    /// <summary>From now until <see cref="EndCapture"/>, allocations on <paramref name="context"/> belong to a new graph's pool.</summary>
+    public GraphPool BeginCapture(CudaContext context)
+    {
+        lock (_lock)
+        {
+            if (_capturing is not null)
+            {
+                throw new InvalidOperationException($"a graph is already being captured on {_capturing.Context}");
+            }
+
+            return _capturing = new GraphPool(context);
+        }
+    }
+
+    public void EndCapture()
+    {
+        lock (_lock)
+        {
+            _capturing = null;
+        }
+    }
+
+    /// <summary>
+    /// A graph is gone: once its last launch has run (an event on its stream), its free blocks go back to the
+    /// stream's free list; blocks its tensors still hold go back there when those are released.
+    /// </summary>
+    public void ReleasePool(GraphPool pool)
+    {
+        lock (_lock)
+        {
+            foreach (var block in pool.Blocks)
+            {
+                block.Pool = null;
+            }
+
+            foreach (var block in pool.Free.Values.SelectMany(s => s))
+            {
+                var e = pool.Context.Cuda.RentEvent();
+                pool.Context.Gpu.RecordEvent(e, pool.Context.Stream);
+                _pending.Add((block, [(pool.Context, e)]));
+            }
+        }
+    }
+
     /// <summary>Gives every cached block back to the driver (waiting for pending ones first).</summary>
     public void EmptyCache()
     {
         lock (_lock)
         {
+            if (_capturing is not null)
+            {
+                // Freeing device memory would wait for the device, which a captured stream cannot do.
+                return;
+            }
+
             foreach (var (_, events) in _pending)
             {
                 foreach (var (context, e) in events)

@@ -54,6 +54,56 @@ public sealed class CudaContext : ComputeContext, IDisposable
 
     public override void Synchronize() => Gpu.SynchronizeStream(Stream);
 
+    public override bool CanCapture => true;
+
+    public override ContextGraph Capture(Action body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        var allocator = Cuda.Allocator;
+        var pool = allocator.BeginCapture(this);
+        try
+        {
+            Gpu.BeginCapture(Stream);
+        }
+        catch
+        {
+            allocator.EndCapture();
+            throw;
+        }
+
+        nint graph;
+        try
+        {
+            body();
+        }
+        catch
+        {
+            // End the capture whatever happened, so the stream works again; the partial graph is of no use.
+            try
+            {
+                Gpu.DestroyGraph(Gpu.EndCapture(Stream));
+            }
+            finally
+            {
+                allocator.EndCapture();
+                allocator.ReleasePool(pool);
+            }
+
+            throw;
+        }
+
+        try
+        {
+            graph = Gpu.EndCapture(Stream);
+        }
+        finally
+        {
+            allocator.EndCapture();
+        }
+
+        return new CudaGraph(this, graph, pool);
+    }
+
     public override double Time(Action body)
     {
         ArgumentNullException.ThrowIfNull(body);
@@ -218,5 +268,29 @@ internal sealed unsafe class HostStaging : IDisposable
         {
             _inFlight.Enqueue(copy);
         }
+    }
+}
+
+/// <summary>A graph of one CUDA stream's work and the memory it replays into.</summary>
+internal sealed class CudaGraph(CudaContext context, nint graph, GraphPool pool) : ContextGraph
+{
+    private bool _disposed;
+
+    public override void Replay()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        context.Gpu.LaunchGraph(graph, context.Stream);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (!_disposed && disposing && !context.Cuda.IsDisposed)
+        {
+            context.Gpu.DestroyGraph(graph);
+            context.Cuda.Allocator.ReleasePool(pool);
+        }
+
+        _disposed = true;
+        base.Dispose(disposing);
     }
 }

@@ -21,6 +21,7 @@ public sealed unsafe class DriverGpu : IGpu
     private readonly KernelCache _cache;
     private readonly ConcurrentDictionary<nint, string> _functionNames = new();
     private readonly ConcurrentDictionary<nint, ulong> _blasWorkspaces = new();
+    private readonly ConcurrentDictionary<nint, IntPtr> _graphs = new();
     private bool _disposed;
 
     private DriverGpu(int ordinal, KernelCache cache)
@@ -275,6 +276,35 @@ public sealed unsafe class DriverGpu : IGpu
         {
             CudaDriver.SetCurrent(_context);
             t_current = _context;
+        }
+    }
+
+    public void BeginCapture(nint stream)
+    {
+        Current();
+        CudaDriver.BeginCapture(stream);
+    }
+
+    public nint EndCapture(nint stream)
+    {
+        Current();
+        var (exec, graph) = CudaDriver.EndCapture(stream);
+        _graphs[exec] = graph;
+        return exec;
+    }
+
+    public void LaunchGraph(nint graph, nint stream)
+    {
+        Current();
+        CudaDriver.LaunchGraph(graph, stream);
+    }
+
+    public void DestroyGraph(nint graph)
+    {
+        Current();
+        if (_graphs.TryRemove(graph, out var source))
+        {
+            CudaDriver.DestroyGraph(graph, source);
         }
     }
 }

@@ -146,4 +146,18 @@ public interface IGpu : IDisposable
     void DestroyBlas(nint blas);
 
     void Gemm(nint blas, in GemmCall gemm);
+
+    /// <summary>
+    /// cuStreamBeginCapture (relaxed): work issued on <paramref name="stream"/> is recorded, not run, until
+    /// <see cref="EndCapture"/>. Waiting for the stream from the host while it is captured is an error.
+    /// </summary>
+    void BeginCapture(nint stream);
+
+    /// <summary>cuStreamEndCapture and cuGraphInstantiate: the recorded work as a graph to launch.</summary>
+    nint EndCapture(nint stream);
+
+    /// <summary>cuGraphLaunch: the graph's work, in its order, on <paramref name="stream"/>.</summary>
+    void LaunchGraph(nint graph, nint stream);
+
+    void DestroyGraph(nint graph);
 }

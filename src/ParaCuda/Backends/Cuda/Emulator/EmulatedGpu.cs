@@ -177,6 +177,7 @@ public sealed unsafe class EmulatedGpu : IGpu
     public void SynchronizeStream(nint stream)
     {
         var s = Stream(stream, "cuStreamSynchronize()");
+        NotCapturing(s, "cuStreamSynchronize()");
         long[] seen;
         using var done = new ManualResetEventSlim();
         lock (s_order)
@@ -208,6 +209,7 @@ public sealed unsafe class EmulatedGpu : IGpu
         ThrowIfFailed();
         var ev = Event(e);
         var s = Stream(stream, "cuEventRecord()");
+        NotCapturing(s, "cuEventRecord()");
         lock (s_order)
         {
             var record = new EventRecord(s_clocks.Snapshot(s.Index));
@@ -220,6 +222,7 @@ public sealed unsafe class EmulatedGpu : IGpu
     {
         ThrowIfFailed();
         var s = Stream(stream, "cuStreamWaitEvent()");
+        NotCapturing(s, "cuStreamWaitEvent()");
         lock (s_order)
         {
             // As on a GPU, the wait is for the record made before this call; a later record does not move it.
@@ -279,6 +282,11 @@ public sealed unsafe class EmulatedGpu : IGpu
 
     public void Synchronize()
     {
+        foreach (var captured in _streams.Values)
+        {
+            NotCapturing(captured, "cuCtxSynchronize()");
+        }
+
         foreach (var stream in _streams.Keys)
         {
             SynchronizeStream(stream);
@@ -291,6 +299,7 @@ public sealed unsafe class EmulatedGpu : IGpu
     {
         const string Call = "cuMemcpyHtoDAsync()";
         var s = Stream(stream, Call);
+        NotCapturing(s, Call);
         var target = s_memory.Require(destination, bytes, "destination", Call);
         var pinned = s_memory.Find((ulong)source, bytes) is { Pinned: true } p ? p : null;
         // From pageable memory the driver copies the source before returning; from pinned memory the copy reads it when it runs.
@@ -312,6 +321,7 @@ public sealed unsafe class EmulatedGpu : IGpu
     {
         const string Call = "cuMemcpyDtoHAsync()";
         var s = Stream(stream, Call);
+        NotCapturing(s, Call);
         var from = s_memory.Require(source, bytes, "source", Call);
         var pinned = s_memory.Find((ulong)destination, bytes) is { Pinned: true } p ? p : null;
         if (pinned is not null)
@@ -336,6 +346,11 @@ public sealed unsafe class EmulatedGpu : IGpu
     {
         const string Call = "cuMemcpyDtoDAsync()";
         var s = Stream(stream, Call);
+        if (Captured(s, () => CopyDeviceToDevice(destination, source, bytes, stream)))
+        {
+            return;
+        }
+
         var from = s_memory.Require(source, bytes, "source", Call);
         var to = s_memory.Require(destination, bytes, "destination", Call);
         Issue(s, Call, [(from, false, "the source"), (to, true, "the destination")], () => Buffer.MemoryCopy((void*)source, (void*)destination, bytes, bytes));
@@ -350,6 +365,11 @@ public sealed unsafe class EmulatedGpu : IGpu
         }
 
         var s = Stream(stream, Call);
+        if (Captured(s, () => CopyPeer(destination, source, sourceGpu, bytes, stream)))
+        {
+            return;
+        }
+
         var from = s_memory.Require(source, bytes, "source", Call);
         var to = s_memory.Require(destination, bytes, "destination", Call);
         Issue(s, Call, [(from, false, "the source"), (to, true, "the destination")], () => Buffer.MemoryCopy((void*)source, (void*)destination, bytes, bytes));
@@ -359,6 +379,11 @@ public sealed unsafe class EmulatedGpu : IGpu
     {
         const string Call = "cuMemsetD32Async()";
         var s = Stream(stream, Call);
+        if (Captured(s, () => Fill32(destination, value, count, stream)))
+        {
+            return;
+        }
+
         var to = s_memory.Require(destination, count * 4, "destination", Call);
         Issue(s, Call, [(to, true, "the destination")], () => new Span<uint>((void*)destination, checked((int)count)).Fill(value));
     }
@@ -410,11 +435,27 @@ public sealed unsafe class EmulatedGpu : IGpu
         }
 
         var blob = new byte[offsets[count]];
+        for (var i = 0; i < count; i++)
+        {
+            new ReadOnlySpan<byte>(arguments[i], f.Sizes[i]).CopyTo(blob.AsSpan(offsets[i]));
+        }
+
+        var tables = throughTables.ToArray();
+        if (!Captured(s, () => LaunchPacked(f, grid, block, sharedBytes, s, blob, offsets, tables, call)))
+        {
+            LaunchPacked(f, grid, block, sharedBytes, s, blob, offsets, tables, call);
+        }
+    }
+
+    /// <summary>A launch whose arguments are packed in <paramref name="blob"/>: every buffer they name checked, then the work queued.</summary>
+    private void LaunchPacked(EmulatedFunction f, Dim3 grid, Dim3 block, int sharedBytes, EmulatedStream s, byte[] blob, int[] offsets, BufferAccess[] throughTables, string call)
+    {
+        ThrowIfFailed();
+        var count = offsets.Length - 1;
         var accesses = new List<(Allocation, bool, string)>();
         var buffers = new List<(Allocation Allocation, int Argument)>();
         for (var i = 0; i < count; i++)
         {
-            new ReadOnlySpan<byte>(arguments[i], f.Sizes[i]).CopyTo(blob.AsSpan(offsets[i]));
             if (f.Kinds[i] == 0)
             {
                 continue;
@@ -457,6 +498,11 @@ public sealed unsafe class EmulatedGpu : IGpu
         var call = gemm;
         var text = $"cublasGemmStridedBatchedEx({(call.TransA ? "T" : "N")}{(call.TransB ? "T" : "N")}, m {call.M}, n {call.N}, k {call.K}, lda {call.Lda}, ldb {call.Ldb}, ldc {call.Ldc}, batch {call.Batch})";
         var s = Stream(((EmulatedBlas)s_handles[blas]).Stream, text);
+        if (Captured(s, () => Gemm(blas, call)))
+        {
+            return;
+        }
+
         if (ReferenceBlas.Problem(call) is { } problem)
         {
             throw new CudaException($"CUBLAS_STATUS_INVALID_VALUE in {text}: {problem}", 7);
@@ -474,6 +520,45 @@ public sealed unsafe class EmulatedGpu : IGpu
 
         Issue(s, text, accesses, () => ReferenceBlas.Run(call));
     }
+
+    public void BeginCapture(nint stream)
+    {
+        var s = Stream(stream, "cuStreamBeginCapture()");
+        NotCapturing(s, "cuStreamBeginCapture()");
+        s.Capture = [];
+    }
+
+    public nint EndCapture(nint stream)
+    {
+        var s = Stream(stream, "cuStreamEndCapture()");
+        var work = s.Capture ?? throw new CudaException("CUDA_ERROR_ILLEGAL_STATE in cuStreamEndCapture(): the stream is not being captured", 401);
+        s.Capture = null;
+        var handle = NewHandle();
+        s_handles[handle] = new EmulatedGraph(stream, work);
+        return handle;
+    }
+
+    /// <summary>
+    /// Re-issues the captured calls in their order, through the same checks as when they were first issued: an
+    /// operand freed since capture, or a race with other streams, fails as it would have then.
+    /// </summary>
+    public void LaunchGraph(nint graph, nint stream)
+    {
+        var g = s_handles.TryGetValue(graph, out var o) && o is EmulatedGraph eg ? eg : throw new CudaException("CUDA_ERROR_INVALID_HANDLE in cuGraphLaunch(): not a live graph", 400);
+        var s = Stream(stream, "cuGraphLaunch()");
+        NotCapturing(s, "cuGraphLaunch()");
+        if (g.Stream != stream)
+        {
+            throw new CudaException("CUDA_ERROR_INVALID_VALUE in cuGraphLaunch(): the emulated device launches a graph on the stream it was captured on", CudaDriver.InvalidValue);
+        }
+
+        foreach (var call in g.Work)
+        {
+            call();
+        }
+    }
+
+    public void DestroyGraph(nint graph) => s_handles.TryRemove(graph, out _);
 
     /// <summary>
     /// Holds back the work of <paramref name="stream"/> from this point until the returned object is disposed:
@@ -506,6 +591,27 @@ public sealed unsafe class EmulatedGpu : IGpu
             {
                 allocation.Release();
             }
+        }
+    }
+
+    /// <summary>While <paramref name="s"/> is captured, records <paramref name="reissue"/> for the graph instead of running it.</summary>
+    private static bool Captured(EmulatedStream s, Action reissue)
+    {
+        if (s.Capture is not { } work)
+        {
+            return false;
+        }
+
+        work.Add(reissue);
+        return true;
+    }
+
+    /// <summary>What CUDA refuses while a stream is captured: the host waiting for it, host copies, cross-stream events.</summary>
+    private static void NotCapturing(EmulatedStream s, string call)
+    {
+        if (s.Capture is not null)
+        {
+            throw new CudaException($"CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED in {call}: the stream is being captured into a graph (ParaCuda's graphs hold device work on one stream only)", CudaDriver.StreamCaptureUnsupported);
         }
     }
 
@@ -666,6 +772,8 @@ public sealed unsafe class EmulatedGpu : IGpu
 
     private sealed record EmulatedBlas(nint Stream);
 
+    private sealed record EmulatedGraph(nint Stream, List<Action> Work);
+
     private sealed class Release(ManualResetEventSlim gate) : IDisposable
     {
         public void Dispose() => gate.Set();
@@ -701,6 +809,9 @@ internal sealed unsafe class EmulatedStream : IDisposable
 
     /// <summary>The fiber stacks of the kernels this stream's thread runs, made on first use.</summary>
     public void* Stacks => _stacks != null ? _stacks : _stacks = NativeMemory.AlignedAlloc((nuint)StackBytes, 4096);
+
+    /// <summary>While the stream is captured into a graph: the calls to re-issue when the graph is launched.</summary>
+    public List<Action>? Capture { get; set; }
 
     public void Enqueue(Action work, bool signal) => _queue.Add((work, signal));
 
