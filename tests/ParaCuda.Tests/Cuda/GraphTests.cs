@@ -88,6 +88,24 @@ public abstract class GraphTests : CudaDeviceTests
         Assert.That(blocks.Select(Pointer), Does.Contain(used), "once the graph is gone and its last replay done, its memory is everyone's again");
     }
 
+    [Test]
+    public void A_tensor_from_before_the_capture_freed_inside_it_stays_with_the_graph()
+    {
+        using var scope = TensorScope.Begin();
+        var x = Up(new float[2048], 2048);
+        var earlier = Tensor.Empty(x.Shape, DType.Float32, Gpu);
+        var used = Pointer(earlier);
+        using var graph = Gpu.Capture(() =>
+        {
+            Gpu.Ops.Scale(x, 2f, earlier);
+            Gpu.Ops.Add(earlier, x, x);
+            earlier.Dispose();
+        });
+
+        using var other = Tensor.Empty(x.Shape, DType.Float32, Gpu);
+        Assert.That(Pointer(other), Is.Not.EqualTo(used), "every replay writes it again, so nobody else may have it");
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public void Prediction_through_graphs_gives_the_eager_logits(bool batched)

@@ -149,6 +149,13 @@ internal sealed class CachingAllocator(CudaBackend backend) : IDisposable
         lock (_lock)
         {
             _allocated -= block.Size;
+            if (block.Pool is null && _capturing is { } capture && ReferenceEquals(block.Owner, capture.Context))
+            {
+                // Freed inside a capture: the graph's work used it, so every replay will again.
+                block.Pool = capture;
+                capture.Blocks.Add(block);
+            }
+
             if (block.Pool is { } pool)
             {
                 (pool.Free.TryGetValue(block.Size, out var own) ? own : pool.Free[block.Size] = new Stack<Block>()).Push(block);
