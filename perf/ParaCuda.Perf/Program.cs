@@ -90,7 +90,33 @@ root.SetAction(parse =>
     Workload[] workloads = small ? [Workload.Tiny] : [Workload.S1, Workload.S2];
     var results = new List<Result>();
     var ceilings = new Dictionary<string, double>();
-    string description;
+    var references = new Dictionary<string, string>();
+    var description = "";
+    var output = parse.GetValue(json);
+    Run Snapshot() => new(
+        DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
+        description,
+        $"{CpuModel()}{(emulated ? " (emulated CUDA device: times are not GPU times)" : "")}",
+        RuntimeInformation.FrameworkDescription,
+        ceilings,
+        results,
+        "paracuda-perf " + string.Join(' ', args),
+        references);
+
+    // Each item is printed and saved as it is measured, so a run stopped at a time limit keeps what it measured.
+    void Add(IEnumerable<Result> measured)
+    {
+        foreach (var r in measured)
+        {
+            results.Add(r);
+            AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"  {r.Suite} | {r.Name} | {r.Shape} | {r.Time.MedianMs:F4} ms")));
+            if (output is not null)
+            {
+                Report.WriteJson(Snapshot() with { Notes = new Dictionary<string, string>(references) { ["partial"] = "the run had not finished when this was written" } }, output.FullName);
+            }
+        }
+    }
+
     using (var placement = Placement.Cuda([0], emulated, executions.FirstOrDefault(BranchExecution.Streams)))
     {
         description = placement.Describe();
@@ -103,7 +129,7 @@ root.SetAction(parse =>
             foreach (var w in workloads)
             {
                 AnsiConsole.MarkupLine($"[grey]suite kernels at {w}…[/]");
-                results.AddRange(new OpSuite(main, "kernels", seconds).Run(w, w.Batch, gemm, copy));
+                Add(new OpSuite(main, "kernels", seconds).Run(w, w.Batch, gemm, copy));
             }
         }
     }
@@ -116,7 +142,7 @@ root.SetAction(parse =>
             {
                 AnsiConsole.MarkupLine($"[grey]suite model at {w}, branches {mode.ToString().ToLowerInvariant()}…[/]");
                 using var placement = Placement.Cuda([0], emulated, mode);
-                results.AddRange(new ModelSuite(seconds).Steps(w, placement, mode.ToString().ToLowerInvariant()));
+                Add(new ModelSuite(seconds).Steps(w, placement, mode.ToString().ToLowerInvariant()));
             }
         }
     }
@@ -134,12 +160,11 @@ root.SetAction(parse =>
             {
                 AnsiConsole.MarkupLine($"[grey]suite epoch, branches {mode.ToString().ToLowerInvariant()}…[/]");
                 using var placement = Placement.Cuda([0], emulated, mode);
-                results.Add(ModelSuite.Epoch(epoch.Name, epoch.Config!, epoch.Options!, epoch.Data!, placement, mode.ToString().ToLowerInvariant()));
+                Add([ModelSuite.Epoch(epoch.Name, epoch.Config!, epoch.Options!, epoch.Data!, placement, mode.ToString().ToLowerInvariant())]);
             }
         }
     }
 
-    var references = new Dictionary<string, string>();
     foreach (var w in chosen.Contains("model") ? workloads : [])
     {
         foreach (var (what, batch, training) in new[] { ("training step", w.Batch, true), ("inference", 1, false), ("inference", w.Batch, false) })
@@ -155,20 +180,12 @@ root.SetAction(parse =>
         CompareWithPyTorch(parse.GetValue(python) ?? Reference.FindPython(), emulated, parse.GetValue(compile), workloads, seconds, results, references);
     }
 
-    var run = new Run(
-        DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
-        description,
-        $"{CpuModel()}{(emulated ? " (emulated CUDA device: times are not GPU times)" : "")}",
-        RuntimeInformation.FrameworkDescription,
-        ceilings,
-        results,
-        "paracuda-perf " + string.Join(' ', args),
-        references);
+    var run = Snapshot();
     Report.PrintTable(run);
-    if (parse.GetValue(json) is { } file)
+    if (output is not null)
     {
-        Report.WriteJson(run, file.FullName);
-        AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(file.FullName)}[/]");
+        Report.WriteJson(run, output.FullName);
+        AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(output.FullName)}[/]");
     }
 
     return 0;

@@ -54,4 +54,23 @@ internal static class StepSnapshots
             }
         }
     }
+
+    /// <summary>Bit-identical losses and parameters after every step; a failure names every parameter that differs, and by how much.</summary>
+    public static void AssertIdentical(List<(double Loss, List<string> Names, List<float[]> Parameters)> run, List<(double Loss, List<string> Names, List<float[]> Parameters)> expected, string name)
+    {
+        for (var s = 0; s < expected.Count; s++)
+        {
+            var differing = Enumerable.Range(0, expected[s].Parameters.Count)
+                .Select(p => (Name: expected[s].Names[p], Count: expected[s].Parameters[p].Zip(run[s].Parameters[p]).Count(v => v.First != v.Second), Max: expected[s].Parameters[p].Zip(run[s].Parameters[p]).Max(v => Math.Abs(v.First - v.Second))))
+                .Where(d => d.Count > 0)
+                .Select(d => $"{d.Name} ({d.Count} values, up to {d.Max:E1})")
+                .ToList();
+            Assert.That(run[s].Loss, Is.EqualTo(expected[s].Loss), $"step {s + 1}: loss with {name}");
+            Assert.That(differing, Is.Empty, $"step {s + 1}: parameters that differ with {name}");
+            if (differing.Count > 0)
+            {
+                return;
+            }
+        }
+    }
 }

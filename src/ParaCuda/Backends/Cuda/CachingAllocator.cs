@@ -230,7 +230,10 @@ internal sealed class CachingAllocator(CudaBackend backend) : IDisposable
             {
                 foreach (var (context, e) in events)
                 {
-                    context.Gpu.SynchronizeEvent(e);
+                    if (!context.Cuda.IsDisposed)
+                    {
+                        context.Gpu.SynchronizeEvent(e);
+                    }
                 }
             }
 
@@ -253,12 +256,12 @@ internal sealed class CachingAllocator(CudaBackend backend) : IDisposable
         for (var i = _pending.Count - 1; i >= 0; i--)
         {
             var (block, events) = _pending[i];
-            if (!events.TrueForAll(e => e.Context.Gpu.EventCompleted(e.Event)))
+            if (!events.TrueForAll(e => Completed(e.Context, e.Event)))
             {
                 continue;
             }
 
-            foreach (var (context, e) in events)
+            foreach (var (context, e) in events.Where(e => !e.Context.Cuda.IsDisposed))
             {
                 context.Cuda.ReturnEvent(e);
             }
@@ -267,6 +270,12 @@ internal sealed class CachingAllocator(CudaBackend backend) : IDisposable
             Push(block);
         }
     }
+
+    /// <summary>
+    /// A user on another backend (a peer device) that is closed synchronised all its work as it closed, and its
+    /// events went with it.
+    /// </summary>
+    private static bool Completed(CudaContext context, nint e) => context.Cuda.IsDisposed || context.Gpu.EventCompleted(e);
 
     private void Push(Block block)
     {

@@ -22,6 +22,7 @@ public sealed unsafe class DriverGpu : IGpu
     private readonly ConcurrentDictionary<nint, string> _functionNames = new();
     private readonly ConcurrentDictionary<nint, ulong> _blasWorkspaces = new();
     private readonly ConcurrentDictionary<nint, IntPtr> _graphs = new();
+    private readonly ConcurrentDictionary<nint, byte> _capturing = new();
     private bool _disposed;
 
     private DriverGpu(int ordinal, KernelCache cache)
@@ -113,6 +114,7 @@ public sealed unsafe class DriverGpu : IGpu
 
     public void SynchronizeStream(nint stream)
     {
+        NotCapturing(stream, "cuStreamSynchronize()");
         Current();
         CudaDriver.SynchronizeStream(stream);
     }
@@ -131,12 +133,14 @@ public sealed unsafe class DriverGpu : IGpu
 
     public void RecordEvent(nint e, nint stream)
     {
+        NotCapturing(stream, "cuEventRecord()");
         Current();
         CudaDriver.RecordEvent(e, stream);
     }
 
     public void WaitEvent(nint stream, nint e)
     {
+        NotCapturing(stream, "cuStreamWaitEvent()");
         Current();
         CudaDriver.WaitEvent(stream, e);
     }
@@ -161,18 +165,25 @@ public sealed unsafe class DriverGpu : IGpu
 
     public void Synchronize()
     {
+        if (!_capturing.IsEmpty)
+        {
+            throw CaptureRefusal.For("cuCtxSynchronize()");
+        }
+
         Current();
         CudaDriver.Synchronize();
     }
 
     public void CopyHostToDevice(ulong destination, void* source, long bytes, nint stream)
     {
+        NotCapturing(stream, "cuMemcpyHtoDAsync()");
         Current();
         CudaDriver.CopyHostToDevice(destination, source, bytes, stream);
     }
 
     public void CopyDeviceToHost(void* destination, ulong source, long bytes, nint stream)
     {
+        NotCapturing(stream, "cuMemcpyDtoHAsync()");
         Current();
         CudaDriver.CopyDeviceToHost(destination, source, bytes, stream);
     }
@@ -267,6 +278,14 @@ public sealed unsafe class DriverGpu : IGpu
         CudaDriver.ReleasePrimaryContext(Ordinal);
     }
 
+    private void NotCapturing(nint stream, string call)
+    {
+        if (_capturing.ContainsKey(stream))
+        {
+            throw CaptureRefusal.For(call);
+        }
+    }
+
     private string Name(nint function) => _functionNames.TryGetValue(function, out var name) ? name : "kernel";
 
     private void Current()
@@ -281,13 +300,16 @@ public sealed unsafe class DriverGpu : IGpu
 
     public void BeginCapture(nint stream)
     {
+        NotCapturing(stream, "cuStreamBeginCapture()");
         Current();
         CudaDriver.BeginCapture(stream);
+        _capturing[stream] = 0;
     }
 
     public nint EndCapture(nint stream)
     {
         Current();
+        _capturing.TryRemove(stream, out _);
         var (exec, graph) = CudaDriver.EndCapture(stream);
         _graphs[exec] = graph;
         return exec;
@@ -295,6 +317,7 @@ public sealed unsafe class DriverGpu : IGpu
 
     public void LaunchGraph(nint graph, nint stream)
     {
+        NotCapturing(stream, "cuGraphLaunch()");
         Current();
         CudaDriver.LaunchGraph(graph, stream);
     }

@@ -611,7 +611,7 @@ public sealed unsafe class EmulatedGpu : IGpu
     {
         if (s.Capture is not null)
         {
-            throw new CudaException($"CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED in {call}: the stream is being captured into a graph (ParaCuda's graphs hold device work on one stream only)", CudaDriver.StreamCaptureUnsupported);
+            throw CaptureRefusal.For(call);
         }
     }
 
