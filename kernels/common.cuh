@@ -117,3 +117,34 @@ __device__ __forceinline__ const Slice& slice_of_block(const Slice* slices, int 
     }
     return slices[lo];
 }
+
+// Tensor cores, TF32 (sm_80 and later): one warp computes D = A·B + C for A 16×8, B 8×8, C and D 16×8, from
+// fragments spread over its lanes as the PTX ISA lays them out for mma.m16n8k8 .tf32. With g = lane / 4 and
+// t = lane % 4:  a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]},  b = {B[t][g], B[t+4][g]},
+// c, d = {C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1]}. Every lane of the warp must call it together.
+// The emulated device implements the same layout (cuda_emulator.h), so a kernel that gets it wrong fails there.
+__device__ __forceinline__ void mma_tf32_m16n8k8(float d[4], const float a[4], const float b[2], const float c[4])
+{
+#ifdef PC_EMULATOR
+    pc_emulator::mma_tf32(__LINE__, d, a, b, c);
+#else
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])), "r"(__float_as_uint(a[3])),
+                   "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])),
+                   "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#endif
+}
+
+// x rounded to TF32 (10 mantissa bits, to nearest, ties away from zero), as the tensor cores' inputs should be:
+// given a plain float32 they would ignore its low 13 bits, a truncation.
+__device__ __forceinline__ float to_tf32(float x)
+{
+#ifdef PC_EMULATOR
+    return pc_emulator::to_tf32(x);
+#else
+    unsigned int bits;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(bits) : "f"(x));
+    return __uint_as_float(bits);
+#endif
+}

@@ -1,3 +1,4 @@
+using ParaCuda.Backends.Cpu;
 using ParaCuda.Backends.Cuda;
 using ParaCuda.Backends.Cuda.Emulator;
 using ParaCuda.Native;
@@ -255,6 +256,48 @@ public class EmulatorTests
         }
 
         a.Synchronize();
+    }
+
+    [Test]
+    public void A_tensor_core_kernel_with_the_wrong_fragment_layout_computes_wrong_numbers()
+    {
+        // The natural slip: handing the scores' accumulator fragment to P·V as if it were in the A layout.
+        const string Right = "{to_tf32(p[0]), to_tf32(p[2]), to_tf32(p[1]), to_tf32(p[3])}";
+        const string Wrong = "{to_tf32(p[0]), to_tf32(p[1]), to_tf32(p[2]), to_tf32(p[3])}";
+        var folder = Directory.CreateTempSubdirectory("paracuda-planted-layout-").FullName;
+        try
+        {
+            var kernels = KernelSources.Load();
+            foreach (var (name, text) in kernels.Headers.Concat(kernels.Kernels))
+            {
+                File.WriteAllText(Path.Combine(folder, name), text);
+            }
+
+            var source = kernels.Source("attention_forward_tc.cu");
+            Assert.That(source, Does.Contain(Right), "the kernel still builds P's fragment this way");
+            File.WriteAllText(Path.Combine(folder, "attention_forward_tc.cu"), source.Replace(Right, Wrong, StringComparison.Ordinal));
+            var error = TensorCoreAttentionError(KernelSources.Load(folder));
+            Assert.That(error, Is.GreaterThan(0.05), "the planted layout is far off");
+            Assert.That(TensorCoreAttentionError(kernels), Is.LessThan(2e-3), "the right one is not");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>Relative error of the TF32 attention forward on the emulated device against the CPU.</summary>
+    private static double TensorCoreAttentionError(KernelSources sources)
+    {
+        using var backend = CudaBackend.Open(EmulatedGpu.Create(new EmulatorOptions { Seed = 1 }), sources: sources, precision: GemmPrecision.Tf32);
+        using var scope = TensorScope.Begin();
+        var qkv = Rand.Tensor(new Shape(1, 24, 3 * 32), 64);
+        var output = Tensor.Empty(new Shape(1, 24, 32));
+        CpuBackend.Instance.DefaultContext.Ops.Attention(qkv, 1, output, null);
+        var ctx = backend.DefaultContext;
+        var device = Tensor.Full(output.Shape, float.NaN, DType.Float32, ctx);
+        ctx.Ops.Attention(Tensor.FromArray(qkv.ToArray<float>(), qkv.Shape, ctx), 1, device, null);
+        return Close.RelativeError(device.ToArray<float>().Select(v => (double)v).ToArray(), output.ToDoubles());
     }
 
     /// <summary>A backend over the project's kernels plus planted.cu.</summary>

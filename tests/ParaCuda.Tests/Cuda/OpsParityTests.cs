@@ -290,6 +290,45 @@ public abstract class OpsParityTests : CudaDeviceTests
     public void Attention_forward_and_backward(int batch, int tokens, int heads, int headDim, bool keepLse) =>
         CheckAttention(batch, tokens, heads, headDim, keepLse);
 
+    // TF32 precision puts attention's two products on the tensor cores (mma.sync): several key tiles with a
+    // ragged last one, a query tile past the end, the head dims of the fast path.
+    [TestCase(2, 67, 2, 64)]
+    [TestCase(1, 9, 1, 32)]
+    [TestCase(1, 20, 2, 128)]
+    [TestCase(3, 130, 1, 8)]
+    public void Attention_on_tensor_cores_is_within_tf32_rounding(int batch, int tokens, int heads, int headDim)
+    {
+        if (!Backend.Gpu.Properties.HasTf32)
+        {
+            Assert.Ignore($"{Backend.Gpu.Properties.Name} has no TF32");
+        }
+
+        using var tf32 = Open(GemmPrecision.Tf32, index: 2);
+        var ctx = tf32.DefaultContext;
+        var dim = heads * headDim;
+        var qkv = Rand.Tensor(new Shape(batch, tokens, 3 * dim), 62);
+        var output = Tensor.Empty(new Shape(batch, tokens, dim));
+        var lse = Tensor.Empty(new Shape(batch, heads, tokens));
+        s_cpu.Attention(qkv, heads, output, lse);
+        var dout = Rand.Tensor(output.Shape, 63);
+        var dqkv = qkv.EmptyLike();
+        s_cpu.AttentionBackward(qkv, output, dout, lse, heads, dqkv);
+
+        Tensor On(Tensor cpu) => Tensor.FromArray(cpu.ToArray<float>(), cpu.Shape, ctx);
+        Tensor Poisoned(Shape shape) => Tensor.Full(shape, float.NaN, DType.Float32, ctx);
+        var (gqkv, goutput, glse, gdqkv) = (On(qkv), Poisoned(output.Shape), Poisoned(lse.Shape), Poisoned(qkv.Shape));
+        ctx.Ops.Attention(gqkv, heads, goutput, glse);
+        ctx.Ops.AttentionBackward(gqkv, goutput, On(dout), glse, heads, gdqkv);
+        foreach (var (device, cpu, what) in new[] { (goutput, output, "out"), (glse, lse, "lse"), (gdqkv, dqkv, "dqkv") })
+        {
+            var error = Close.RelativeError(device.ToArray<float>().Select(v => (double)v).ToArray(), cpu.ToDoubles());
+            Assert.That(error, Is.LessThanOrEqualTo(2e-3), $"{what}: TF32 attention agrees with float32 to TF32's rounding");
+        }
+
+        var outError = Close.RelativeError(goutput.ToArray<float>().Select(v => (double)v).ToArray(), output.ToDoubles());
+        Assert.That(outError, Is.GreaterThan(1e-6), "and does round: the tensor-core kernel is in effect");
+    }
+
     [Test]
     public void Attention_head_dims_beyond_the_kernels_are_refused_clearly()
     {

@@ -16,6 +16,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     private const uint WarpsPerBlock = Threads / 32;
     private const int RowsPerPartial = 64;
     private const int MaxHeadDim = 256;
+    private const int TensorCoreTile = 64;
     private const int BranchSumInputs = 8;
 
     private CudaBackend Backend => context.Cuda;
@@ -197,8 +198,24 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     protected override void AttentionCore(Tensor qkv, int heads, Tensor output, Tensor? lse)
     {
         var (b, t, headDim) = AttentionShape(qkv, heads);
+        if (OnTensorCores(b, heads, headDim))
+        {
+            var kernel = Attention("attention_forward_tc.cu", "attention_forward_tc", headDim);
+            var shared = TensorCoreTile * 2 * (headDim + 4) * sizeof(float);
+            Backend.AllowSharedMemory(kernel, shared);
+            context.Launch(kernel, new Dim3((uint)((t + TensorCoreTile - 1) / TensorCoreTile), (uint)(b * heads)), new Dim3(128), shared, P(qkv), b, t, heads, P(output), P(lse));
+            return;
+        }
+
         Launch(Attention("attention_forward.cu", "attention_forward", headDim), Warps((long)b * heads * t), P(qkv), b, t, heads, P(output), P(lse));
     }
+
+    /// <summary>
+    /// Whether attention runs on the TF32 tensor cores: with TF32 precision (its two products are GEMMs, and
+    /// `--precision tf32` puts GEMMs on the tensor cores), a head dim the tiled kernels take, and a grid in range.
+    /// </summary>
+    private bool OnTensorCores(int batch, int heads, int headDim) =>
+        Backend.Precision == GemmPrecision.Tf32 && headDim % 8 == 0 && headDim <= 128 && (long)batch * heads <= 65535;
 
     protected override void AttentionBackwardCore(Tensor qkv, Tensor output, Tensor dOutput, Tensor? lse, int heads, Tensor dQkv)
     {

@@ -102,6 +102,6 @@ public sealed partial class KernelSources
         }
     }
 
-    [GeneratedRegex(@"extern\s+""C""\s+__global__\s+void\s+(\w+)\s*\(")]
+    [GeneratedRegex(@"extern\s+""C""\s+__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s+)?(\w+)\s*\(")]
     private static partial Regex EntryPointPattern();
 }

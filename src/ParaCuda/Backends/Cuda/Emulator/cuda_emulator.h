@@ -9,8 +9,9 @@
 // those that can: code that leans on an order the hardware does not promise (a block reading another
 // block's output, a lane reading a neighbour's shared-memory write before the barrier) goes wrong here too.
 // Checked, each as an error that names the kernel, the block and the lines involved:
-// - a warp collective (shuffle, vote, __syncwarp) whose mask names a lane that has exited, that is not
-//   there, or that waits somewhere else (lanes must meet at the same call with the same mask);
+// - a warp collective (shuffle, vote, __syncwarp, the tensor cores' mma.sync) whose mask names a lane that has
+//   exited, that is not there, or that waits somewhere else (lanes must meet at the same call with the same
+//   mask; an mma needs the whole warp);
 // - __syncthreads reached at different lines by the threads of one block;
 // - a block that can make no progress (threads waiting for each other at different places).
 // Shared memory lives in thread_local statics (one block runs at a time per host thread): they are the only
@@ -112,6 +113,7 @@ enum class Collective
     any,
     all,
     syncwarp,
+    mma,
 };
 
 // One warp's collective in progress: the lanes that arrived, and what they brought.
@@ -125,6 +127,9 @@ struct WarpCall
     int argument[32];
     int width[32];
     unsigned long long result[32];
+    // An mma's fragments: each lane's a0..a3, b0, b1, c0..c3 in, d0..d3 out.
+    float operands[32][10];
+    float product[32][4];
 };
 
 struct Kernel;
@@ -385,8 +390,61 @@ inline void sync_threads(int line)
     switch_away(s);
 }
 
+// The value the tensor cores read from a float32 register given to a TF32 mma: its top 19 bits (sign, 8
+// exponent bits, 10 mantissa bits); the low 13 are ignored.
+inline double tf32_operand(float x)
+{
+    unsigned int bits;
+    std::memcpy(&bits, &x, 4);
+    bits &= 0xFFFFE000u;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
+}
+
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 over the warp's fragments, laid out as the PTX ISA says
+// ("Matrix Fragments for mma.m16n8k8", .tf32): with g = lane / 4 and t = lane % 4, lane holds
+//   A (16×8): a0 = A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4]
+//   B (8×8):  b0 = B[t][g], b1 = B[t+4][g]
+//   C, D (16×8): c0 = C[g][2t], c1 = C[g][2t+1], c2 = C[g+8][2t], c3 = C[g+8][2t+1].
+// The products of TF32 values are exact in double; the sum is rounded to float32 once (the hardware's order
+// of accumulation is unspecified, so tests compare with TF32 tolerances).
+inline void finish_mma(WarpCall& call)
+{
+    double a[16][8], b[8][8], c[16][8];
+    for (int lane = 0; lane < 32; ++lane)
+    {
+        const int g = lane / 4, t = lane % 4;
+        const float* f = call.operands[lane];
+        a[g][t] = tf32_operand(f[0]);
+        a[g + 8][t] = tf32_operand(f[1]);
+        a[g][t + 4] = tf32_operand(f[2]);
+        a[g + 8][t + 4] = tf32_operand(f[3]);
+        b[t][g] = tf32_operand(f[4]);
+        b[t + 4][g] = tf32_operand(f[5]);
+        c[g][2 * t] = f[6];
+        c[g][2 * t + 1] = f[7];
+        c[g + 8][2 * t] = f[8];
+        c[g + 8][2 * t + 1] = f[9];
+    }
+    for (int lane = 0; lane < 32; ++lane)
+    {
+        const int g = lane / 4, t = lane % 4;
+        for (int r = 0; r < 4; ++r)
+        {
+            const int row = g + 8 * (r / 2), col = 2 * t + r % 2;
+            double sum = c[row][col];
+            for (int k = 0; k < 8; ++k)
+                sum += a[row][k] * b[k][col];
+            call.product[lane][r] = (float)sum;
+        }
+    }
+}
+
 inline void finish_collective(State& s, WarpCall& call, int warp)
 {
+    if (call.kind == Collective::mma)
+        finish_mma(call);
     unsigned int ballot = 0;
     for (int lane = 0; lane < 32; ++lane)
         if ((call.mask & (1u << lane)) && call.value[lane])
@@ -506,6 +564,37 @@ template <typename T>
 inline T shuffle(int line, Collective kind, unsigned int mask, T v, int argument, int width)
 {
     return from_bits<T>(collective(line, kind, mask, to_bits(v), argument, width));
+}
+
+// One warp's m16n8k8 TF32 product D = A·B + C (see finish_mma), met by all 32 lanes at the same line.
+inline void mma_tf32(int line, float d[4], const float a[4], const float b[2], const float c[4])
+{
+    State& s = state();
+    float* operands = s.warps[s.current / 32].operands[s.current % 32];
+    for (int i = 0; i < 4; ++i)
+    {
+        operands[i] = a[i];
+        operands[6 + i] = c[i];
+    }
+    operands[4] = b[0];
+    operands[5] = b[1];
+    collective(line, Collective::mma, 0xffffffffu, 0, 0, 32);
+    const float* product = s.warps[s.current / 32].product[s.current % 32];
+    for (int i = 0; i < 4; ++i)
+        d[i] = product[i];
+}
+
+// cvt.rna.tf32.f32: float32 rounded to TF32's 10 mantissa bits, to nearest with ties away from zero.
+inline float to_tf32(float x)
+{
+    if (!std::isfinite(x))
+        return x;
+    unsigned int bits;
+    std::memcpy(&bits, &x, 4);
+    bits = (bits + 0x1000u) & 0xFFFFE000u;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
 }
 
 template <typename T>
