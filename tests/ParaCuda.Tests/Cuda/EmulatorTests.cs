@@ -262,8 +262,8 @@ public class EmulatorTests
     public void A_tensor_core_kernel_with_the_wrong_fragment_layout_computes_wrong_numbers()
     {
         // The natural slip: handing the scores' accumulator fragment to P·V as if it were in the A layout.
-        const string Right = "{to_tf32(p[0]), to_tf32(p[2]), to_tf32(p[1]), to_tf32(p[3])}";
-        const string Wrong = "{to_tf32(p[0]), to_tf32(p[1]), to_tf32(p[2]), to_tf32(p[3])}";
+        const string Right = "{to_tf32(c[0]), to_tf32(c[2]), to_tf32(c[1]), to_tf32(c[3])}";
+        const string Wrong = "{to_tf32(c[0]), to_tf32(c[1]), to_tf32(c[2]), to_tf32(c[3])}";
         var folder = Directory.CreateTempSubdirectory("paracuda-planted-layout-").FullName;
         try
         {
@@ -273,9 +273,9 @@ public class EmulatorTests
                 File.WriteAllText(Path.Combine(folder, name), text);
             }
 
-            var source = kernels.Source("attention_forward_tc.cu");
-            Assert.That(source, Does.Contain(Right), "the kernel still builds P's fragment this way");
-            File.WriteAllText(Path.Combine(folder, "attention_forward_tc.cu"), source.Replace(Right, Wrong, StringComparison.Ordinal));
+            var source = kernels.Headers["attention_tc.cuh"];
+            Assert.That(source, Does.Contain(Right), "the kernels still build P's fragment this way");
+            File.WriteAllText(Path.Combine(folder, "attention_tc.cuh"), source.Replace(Right, Wrong, StringComparison.Ordinal));
             var error = TensorCoreAttentionError(KernelSources.Load(folder));
             Assert.That(error, Is.GreaterThan(0.05), "the planted layout is far off");
             Assert.That(TensorCoreAttentionError(kernels), Is.LessThan(2e-3), "the right one is not");

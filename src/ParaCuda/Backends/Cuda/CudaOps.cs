@@ -200,10 +200,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         var (b, t, headDim) = AttentionShape(qkv, heads);
         if (OnTensorCores(b, heads, headDim))
         {
-            var kernel = Attention("attention_forward_tc.cu", "attention_forward_tc", headDim);
-            var shared = TensorCoreTile * 2 * (headDim + 4) * sizeof(float);
-            Backend.AllowSharedMemory(kernel, shared);
-            context.Launch(kernel, new Dim3((uint)((t + TensorCoreTile - 1) / TensorCoreTile), (uint)(b * heads)), new Dim3(128), shared, P(qkv), b, t, heads, P(output), P(lse));
+            TensorCoreLaunch("attention_forward_tc.cu", "attention_forward_tc", b, t, heads, headDim, 0, P(qkv), b, t, heads, P(output), P(lse));
             return;
         }
 
@@ -226,8 +223,27 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         using var ownLse = lse is null ? Temp(Math.Max(rows, 1)) : null;
         var lsePointer = P(lse ?? ownLse);
         Launch(Attention("attention_backward.cu", "attention_backward_rows", headDim), grid, P(qkv), P(output), P(dOutput), b, t, heads, lse is null, lsePointer, P(delta));
+        if (OnTensorCores(b, heads, headDim))
+        {
+            TensorCoreLaunch("attention_backward_tc.cu", "attention_backward_dq_tc", b, t, heads, headDim, 0, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+            TensorCoreLaunch("attention_backward_tc.cu", "attention_backward_dkdv_tc", b, t, heads, headDim, 2 * TensorCoreTile, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+            return;
+        }
+
         Launch(Attention("attention_backward.cu", "attention_backward_dq", headDim), grid, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
         Launch(Attention("attention_backward.cu", "attention_backward_dkdv", headDim), grid, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+    }
+
+    /// <summary>
+    /// A tensor-core attention kernel (attention_tc.cuh): a block of 4 warps per 64 rows of each (batch, head),
+    /// two staged 64-row tiles of shared memory plus <paramref name="extraFloats"/>.
+    /// </summary>
+    private void TensorCoreLaunch(string file, string name, int batch, int tokens, int heads, int headDim, int extraFloats, params ReadOnlySpan<KernelArgument> arguments)
+    {
+        var kernel = Attention(file, name, headDim);
+        var shared = ((TensorCoreTile * 2 * (headDim + 4)) + extraFloats) * sizeof(float);
+        Backend.AllowSharedMemory(kernel, shared);
+        context.Launch(kernel, new Dim3((uint)((tokens + TensorCoreTile - 1) / TensorCoreTile), (uint)(batch * heads)), new Dim3(128), shared, arguments);
     }
 
     protected override void CrossEntropyCore(Tensor logits, Tensor labels, Tensor losses) =>

@@ -1,0 +1,141 @@
+// attention_backward_tc.cu: attention_backward_dq and attention_backward_dkdv (attention_backward.cu, same
+// math, same inputs and outputs) with every product on the tensor cores in TF32. With p_ij = exp(s_ij − lse_i),
+// s_ij = q_i·k_j/√Dh and δ_i = dout_i·out_i (attention_backward_rows):
+//   dp_ij = dout_i·v_j,   ds_ij = p_ij·(dp_ij − δ_i),
+//   dq_i = (1/√Dh) Σ_j ds_ij k_j,   dk_j = (1/√Dh) Σ_i ds_ij q_i,   dv_j = Σ_i p_ij dout_i.
+// Two kernels, no atomics (the result is deterministic); both recompute the probabilities:
+//   attention_backward_dq_tc:   a block per 64 query rows of one (b, h), a warp per 16; K and V tiles staged;
+//                               S = Q·Kᵀ and dP = dO·Vᵀ with Q and dO held as A fragments, then dQ += dS·K.
+//   attention_backward_dkdv_tc: a block per 64 key rows, a warp per 16; Q and dO tiles staged with their
+//                               lse and δ; Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ with K and V held as A fragments, then
+//                               dV += Pᵀ·dO and dK += dSᵀ·Q.
+// attention_tc.cuh holds the tiles and fragments. Rows and columns past the end get probability 0.
+//
+// Launch: grid (ceil(T / 64), B·H), block 128, dynamic shared memory 2·64·(Dh + 4) floats, plus 2·64 floats
+// for dkdv; delta [B, H, T] from attention_backward_rows.
+#include "attention_tc.cuh"
+
+extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse,
+                                                                          const float* __restrict__ delta, int batch, int tokens, int heads, float* __restrict__ dqkv)
+{
+    PC_DYNAMIC_SHARED(float, shared);
+    float* ks = shared;
+    float* vs = shared + TC_ROWS * TC_STRIDE;
+    const int h = blockIdx.y % heads;
+    const long long b = blockIdx.y / heads;
+    const int dim = heads * PC_HEAD_DIM;
+    const long long stride = 3LL * dim;
+    const long long offset = b * tokens * stride + h * PC_HEAD_DIM;
+    const float* q = qkv + offset;
+    const float* dO = dout + b * tokens * dim + h * PC_HEAD_DIM;
+    const int t = lane_id() % 4;
+    const int r0 = blockIdx.x * TC_ROWS + threadIdx.x / PC_WARP * 16 + lane_id() / 4;
+    const float scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
+    const long long head_rows = (long long)blockIdx.y * tokens;
+    const float lse0 = r0 < tokens ? lse[head_rows + r0] : 0.0f;
+    const float lse1 = r0 + 8 < tokens ? lse[head_rows + r0 + 8] : 0.0f;
+    const float delta0 = r0 < tokens ? delta[head_rows + r0] : 0.0f;
+    const float delta1 = r0 + 8 < tokens ? delta[head_rows + r0 + 8] : 0.0f;
+
+    float qa[TC_STEPS][4];
+    float da[TC_STEPS][4];
+    tc_row_fragments(qa, q, stride, r0, tokens, scale);
+    tc_row_fragments(da, dO, dim, r0, tokens, 1.0f);
+    float dq[TC_STEPS][4];
+#pragma unroll
+    for (int n = 0; n < TC_STEPS; ++n)
+        dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+
+    for (int k0 = 0; k0 < tokens; k0 += TC_ROWS)
+    {
+        __syncthreads();
+        tc_stage(ks, q + dim, stride, k0, tokens);
+        tc_stage(vs, q + 2 * dim, stride, k0, tokens);
+        __syncthreads();
+#pragma unroll 1
+        for (int n = 0; n < TC_ROWS / 8; ++n)
+        {
+            float s[4], dp[4];
+            tc_times_tile_transposed(s, qa, ks, n);
+            tc_times_tile_transposed(dp, da, vs, n);
+            float ds[4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+            {
+                const bool inside = k0 + n * 8 + 2 * t + j % 2 < tokens;
+                const float p = inside ? expf(s[j] - (j < 2 ? lse0 : lse1)) : 0.0f;
+                ds[j] = p * (dp[j] - (j < 2 ? delta0 : delta1));
+            }
+            tc_accumulate_times_tile(dq, ds, ks, n);
+        }
+    }
+
+    tc_store_rows(dqkv + offset, stride, dq, r0, tokens, scale, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse,
+                                                                            const float* __restrict__ delta, int batch, int tokens, int heads, float* __restrict__ dqkv)
+{
+    PC_DYNAMIC_SHARED(float, shared);
+    float* qs = shared;
+    float* dos = shared + TC_ROWS * TC_STRIDE;
+    float* lses = dos + TC_ROWS * TC_STRIDE;
+    float* deltas = lses + TC_ROWS;
+    const int h = blockIdx.y % heads;
+    const long long b = blockIdx.y / heads;
+    const int dim = heads * PC_HEAD_DIM;
+    const long long stride = 3LL * dim;
+    const long long offset = b * tokens * stride + h * PC_HEAD_DIM;
+    const float* q = qkv + offset;
+    const float* dO = dout + b * tokens * dim + h * PC_HEAD_DIM;
+    const int t = lane_id() % 4;
+    const int r0 = blockIdx.x * TC_ROWS + threadIdx.x / PC_WARP * 16 + lane_id() / 4; // this lane's keys
+    const float scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
+    const long long head_rows = (long long)blockIdx.y * tokens;
+
+    float ka[TC_STEPS][4];
+    float va[TC_STEPS][4];
+    tc_row_fragments(ka, q + dim, stride, r0, tokens, scale);
+    tc_row_fragments(va, q + 2 * dim, stride, r0, tokens, 1.0f);
+    float dk[TC_STEPS][4];
+    float dv[TC_STEPS][4];
+#pragma unroll
+    for (int n = 0; n < TC_STEPS; ++n)
+    {
+        dk[n][0] = dk[n][1] = dk[n][2] = dk[n][3] = 0.0f;
+        dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.0f;
+    }
+
+    for (int i0 = 0; i0 < tokens; i0 += TC_ROWS)
+    {
+        __syncthreads();
+        tc_stage(qs, q, stride, i0, tokens);
+        tc_stage(dos, dO, dim, i0, tokens);
+        for (int i = threadIdx.x; i < TC_ROWS; i += blockDim.x)
+        {
+            lses[i] = i0 + i < tokens ? lse[head_rows + i0 + i] : 0.0f;
+            deltas[i] = i0 + i < tokens ? delta[head_rows + i0 + i] : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll 1
+        for (int n = 0; n < TC_ROWS / 8; ++n)
+        {
+            float s[4], dp[4];
+            tc_times_tile_transposed(s, ka, qs, n);
+            tc_times_tile_transposed(dp, va, dos, n);
+            float p[4], ds[4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+            {
+                const int column = n * 8 + 2 * t + j % 2;
+                p[j] = i0 + column < tokens ? expf(s[j] - lses[column]) : 0.0f;
+                ds[j] = p[j] * (dp[j] - deltas[column]);
+            }
+            tc_accumulate_times_tile(dv, p, dos, n);
+            tc_accumulate_times_tile(dk, ds, qs, n);
+        }
+    }
+
+    tc_store_rows(dqkv + offset + dim, stride, dk, r0, tokens, scale, scale);
+    tc_store_rows(dqkv + offset + 2 * dim, stride, dv, r0, tokens, 1.0f, 1.0f);
+}
