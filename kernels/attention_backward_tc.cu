@@ -9,7 +9,9 @@
 //   attention_backward_dkdv_tc: a block per 64 key rows, a warp per 16; Q and dO tiles staged with their
 //                               lse and δ; Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ with K and V held as A fragments, then
 //                               dV += Pᵀ·dO and dK += dSᵀ·Q.
-// attention_tc.cuh holds the tiles and fragments. Rows and columns past the end get probability 0.
+// attention_tc.cuh holds the tiles and fragments. Scores are computed in log2 units (the A fragments scaled by
+// log2(e)/√Dh, p = exp2(s − lse·log2(e))). Columns past the end get probability 0, and 8-column steps wholly
+// past it are skipped; a warp whose rows are all past the end only helps stage the tiles.
 //
 // Launch: grid (ceil(T / 64), B·H), block 128, dynamic shared memory 2·64·(Dh + 4) floats, plus 2·64 floats
 // for dkdv; delta [B, H, T] from attention_backward_rows.
@@ -32,14 +34,15 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
     const int r0 = blockIdx.x * TC_ROWS + threadIdx.x / PC_WARP * 16 + lane_id() / 4;
     const float scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
     const long long head_rows = (long long)blockIdx.y * tokens;
-    const float lse0 = r0 < tokens ? lse[head_rows + r0] : 0.0f;
-    const float lse1 = r0 + 8 < tokens ? lse[head_rows + r0 + 8] : 0.0f;
+    const float lse0 = r0 < tokens ? lse[head_rows + r0] * TC_LOG2E : 0.0f;
+    const float lse1 = r0 + 8 < tokens ? lse[head_rows + r0 + 8] * TC_LOG2E : 0.0f;
+    const bool working = r0 - lane_id() / 4 < tokens;
     const float delta0 = r0 < tokens ? delta[head_rows + r0] : 0.0f;
     const float delta1 = r0 + 8 < tokens ? delta[head_rows + r0 + 8] : 0.0f;
 
     float qa[TC_STEPS][4];
     float da[TC_STEPS][4];
-    tc_row_fragments(qa, q, stride, r0, tokens, scale);
+    tc_row_fragments(qa, q, stride, r0, tokens, scale * TC_LOG2E);
     tc_row_fragments(da, dO, dim, r0, tokens, 1.0f);
     float dq[TC_STEPS][4];
 #pragma unroll
@@ -53,7 +56,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
         tc_stage(vs, q + 2 * dim, stride, k0, tokens);
         __syncthreads();
 #pragma unroll 1
-        for (int n = 0; n < TC_ROWS / 8; ++n)
+        for (int n = 0; working && n < TC_ROWS / 8 && k0 + n * 8 < tokens; ++n)
         {
             float s[4], dp[4];
             tc_times_tile_transposed(s, qa, ks, n);
@@ -63,7 +66,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
             for (int j = 0; j < 4; ++j)
             {
                 const bool inside = k0 + n * 8 + 2 * t + j % 2 < tokens;
-                const float p = inside ? expf(s[j] - (j < 2 ? lse0 : lse1)) : 0.0f;
+                const float p = inside ? exp2f(s[j] - (j < 2 ? lse0 : lse1)) : 0.0f;
                 ds[j] = p * (dp[j] - (j < 2 ? delta0 : delta1));
             }
             tc_accumulate_times_tile(dq, ds, ks, n);
@@ -92,10 +95,11 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
     const int r0 = blockIdx.x * TC_ROWS + threadIdx.x / PC_WARP * 16 + lane_id() / 4; // this lane's keys
     const float scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
     const long long head_rows = (long long)blockIdx.y * tokens;
+    const bool working = r0 - lane_id() / 4 < tokens;
 
     float ka[TC_STEPS][4];
     float va[TC_STEPS][4];
-    tc_row_fragments(ka, q + dim, stride, r0, tokens, scale);
+    tc_row_fragments(ka, q + dim, stride, r0, tokens, scale * TC_LOG2E);
     tc_row_fragments(va, q + 2 * dim, stride, r0, tokens, 1.0f);
     float dk[TC_STEPS][4];
     float dv[TC_STEPS][4];
@@ -113,12 +117,12 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
         tc_stage(dos, dO, dim, i0, tokens);
         for (int i = threadIdx.x; i < TC_ROWS; i += blockDim.x)
         {
-            lses[i] = i0 + i < tokens ? lse[head_rows + i0 + i] : 0.0f;
+            lses[i] = i0 + i < tokens ? lse[head_rows + i0 + i] * TC_LOG2E : 0.0f;
             deltas[i] = i0 + i < tokens ? delta[head_rows + i0 + i] : 0.0f;
         }
         __syncthreads();
 #pragma unroll 1
-        for (int n = 0; n < TC_ROWS / 8; ++n)
+        for (int n = 0; working && n < TC_ROWS / 8 && i0 + n * 8 < tokens; ++n)
         {
             float s[4], dp[4];
             tc_times_tile_transposed(s, ka, qs, n);
@@ -128,7 +132,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
             for (int j = 0; j < 4; ++j)
             {
                 const int column = n * 8 + 2 * t + j % 2;
-                p[j] = i0 + column < tokens ? expf(s[j] - lses[column]) : 0.0f;
+                p[j] = i0 + column < tokens ? exp2f(s[j] - lses[column]) : 0.0f;
                 ds[j] = p[j] * (dp[j] - deltas[column]);
             }
             tc_accumulate_times_tile(dv, p, dos, n);

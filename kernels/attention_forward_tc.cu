@@ -4,10 +4,11 @@
 // Per (b, h) and query row i: s_ij = q_i·k_j / √Dh, out_i = Σ_j softmax(s_i)_j v_j, lse_i = log Σ_j exp(s_ij).
 // A block takes 64 query rows of one (b, h), a warp 16 of them. The keys go by in tiles of 64, K and V staged
 // in shared memory; per tile a warp computes its 16×64 scores with m16n8k8 mma (A = its queries, scaled by
-// 1/√Dh, held in registers for the whole loop; B = Kᵀ), applies the online softmax in registers (running
-// maximum m and sum l per row, the accumulator rescaled by exp(m_old − m_new)), and adds P·V with mma again
-// (attention_tc.cuh: tiles, fragments, and how P passes from one product to the next). Keys past the end are
-// masked to −∞; rows past the end compute and are not written.
+// log2(e)/√Dh so that exp2 of a score is exp of the true one, held in registers for the whole loop; B = Kᵀ),
+// applies the online softmax in registers (running maximum m and sum l per row, the accumulator rescaled by
+// 2^(m_old − m_new)), and adds P·V with mma again (attention_tc.cuh: tiles, fragments, and how P passes from
+// one product to the next). Keys past the end are masked to −∞ and 8-key steps wholly past it skipped; a warp
+// whose rows are all past the end only helps stage the tiles.
 //
 // Launch: grid (ceil(T / 64), B·H), block 128, dynamic shared memory 2·64·(Dh + 4) floats. Dh = PC_HEAD_DIM,
 // a multiple of 8 up to 128.
@@ -28,7 +29,8 @@ extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const flo
     const int r0 = blockIdx.x * TC_ROWS + threadIdx.x / PC_WARP * 16 + lane / 4; // this lane's rows: r0 and r0 + 8
 
     float qa[TC_STEPS][4];
-    tc_row_fragments(qa, q, stride, r0, tokens, 1.0f / sqrtf((float)PC_HEAD_DIM));
+    tc_row_fragments(qa, q, stride, r0, tokens, TC_LOG2E / sqrtf((float)PC_HEAD_DIM));
+    const bool working = r0 - lane / 4 < tokens; // the warp's first row is inside
     float o[TC_STEPS][4];
 #pragma unroll
     for (int n = 0; n < TC_STEPS; ++n)
@@ -41,13 +43,16 @@ extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const flo
         tc_stage(ks, q + dim, stride, k0, tokens);
         tc_stage(vs, q + 2 * dim, stride, k0, tokens);
         __syncthreads();
+        if (!working)
+            continue;
 
         float s[TC_ROWS / 8][4];
         float x0 = m0, x1 = m1;
 #pragma unroll
         for (int n = 0; n < TC_ROWS / 8; ++n)
         {
-            tc_times_tile_transposed(s[n], qa, ks, n);
+            if (k0 + n * 8 < tokens)
+                tc_times_tile_transposed(s[n], qa, ks, n);
 #pragma unroll
             for (int j = 0; j < 2; ++j)
             {
@@ -62,8 +67,8 @@ extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const flo
         x0 = fmaxf(x0, __shfl_xor_sync(PC_FULL_MASK, x0, 2));
         x1 = fmaxf(x1, __shfl_xor_sync(PC_FULL_MASK, x1, 1));
         x1 = fmaxf(x1, __shfl_xor_sync(PC_FULL_MASK, x1, 2));
-        const float c0 = expf(m0 - x0);
-        const float c1 = expf(m1 - x1);
+        const float c0 = exp2f(m0 - x0);
+        const float c1 = exp2f(m1 - x1);
         l0 *= c0;
         l1 *= c1;
 #pragma unroll
@@ -80,7 +85,9 @@ extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const flo
 #pragma unroll
         for (int n = 0; n < TC_ROWS / 8; ++n)
         {
-            const float p[4] = {expf(s[n][0] - x0), expf(s[n][1] - x0), expf(s[n][2] - x1), expf(s[n][3] - x1)};
+            if (k0 + n * 8 >= tokens)
+                break;
+            const float p[4] = {exp2f(s[n][0] - x0), exp2f(s[n][1] - x0), exp2f(s[n][2] - x1), exp2f(s[n][3] - x1)};
             l0 += p[0] + p[1];
             l1 += p[2] + p[3];
             tc_accumulate_times_tile(o, p, vs, n);
@@ -94,7 +101,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const flo
     tc_store_rows(out + b * tokens * dim + h * PC_HEAD_DIM, dim, o, r0, tokens, 1.0f / l0, 1.0f / l1);
     const long long head_rows = (long long)blockIdx.y * tokens;
     if (lse && t == 0 && r0 < tokens)
-        lse[head_rows + r0] = m0 + logf(l0);
+        lse[head_rows + r0] = (m0 + log2f(l0)) * TC_LN2;
     if (lse && t == 0 && r0 + 8 < tokens)
-        lse[head_rows + r0 + 8] = m1 + logf(l1);
+        lse[head_rows + r0 + 8] = (m1 + log2f(l1)) * TC_LN2;
 }

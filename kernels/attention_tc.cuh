@@ -17,6 +17,8 @@
 #define TC_STRIDE (PC_HEAD_DIM + 4)
 #define TC_STEPS (PC_HEAD_DIM / 8)
 #define TC_NEG_INF __int_as_float(0xff800000)
+#define TC_LOG2E 1.4426950408889634f // scores are kept in log2 units: exp(s) = exp2(s·log2(e))
+#define TC_LN2 0.69314718055994531f
 static_assert(PC_HEAD_DIM % 8 == 0 && PC_HEAD_DIM <= 128, "the tensor-core attention takes head dims that are multiples of 8 up to 128");
 
 // Rows first .. first + 63 of a [tokens, Dh] matrix whose rows are `stride` floats apart, into `tile` as TF32;

@@ -41,7 +41,9 @@ extern "C" __global__ void layernorm_backward_dx(
     {
         const float xhat = (x[offset + c] - mu) * rs;
         const float d = rs * (dy[offset + c] * gamma[c] - mean_g - xhat * mean_gx);
-        dx[offset + c] = accumulate ? dx[offset + c] + d : d;
+        // __fadd_rn: an accumulating launch adds the finished d, as a separate add would; a contracted
+        // fma(rs, …, dx) would round once less and make the result depend on whether the gradient accumulated.
+        dx[offset + c] = accumulate ? __fadd_rn(dx[offset + c], d) : d;
     }
 }
 

@@ -40,6 +40,6 @@ extern "C" __global__ void pool_tokens_backward(const float* __restrict__ dout, 
         if (!accumulate)
             dx[i] = g;
         else if (weight != 0.0f)
-            dx[i] += g;
+            dx[i] = __fadd_rn(dx[i], g); // never contracted with the product above (layernorm_backward.cu says why)
     }
 }
