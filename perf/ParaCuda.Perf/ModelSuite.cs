@@ -39,6 +39,17 @@ public sealed class ModelSuite(double budgetSeconds)
             step.Run(images[i % Sets], labels[i % Sets], full);
         }, budgetSeconds);
         yield return Item($"{w} training step, batch {w.Batch}", mode, train, w.Batch);
+        if (w.SmallBatch is { } small)
+        {
+            var few = images.Select(x => x.NarrowView(0, small)).ToArray();
+            var fewLabels = labels.Select(x => x.NarrowView(0, small)).ToArray();
+            var smallTrain = Timing.Measure(main, i =>
+            {
+                using var inner = TensorScope.Begin();
+                step.Run(few[i % Sets], fewLabels[i % Sets], full);
+            }, budgetSeconds);
+            yield return Item($"{w} training step, batch {small}", mode, smallTrain, small);
+        }
 
         using (model.InferenceMode())
         {
