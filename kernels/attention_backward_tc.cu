@@ -23,40 +23,32 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
     PC_DYNAMIC_SHARED(float, shared);
     float* ks = shared;
     float* vs = shared + TC_ROWS * TC_STRIDE;
-    const int h = blockIdx.y % heads;
-    const long long b = blockIdx.y / heads;
-    const int dim = heads * PC_HEAD_DIM;
-    const long long stride = 3LL * dim;
-    const long long offset = b * tokens * stride + h * PC_HEAD_DIM;
-    const float* q = qkv + offset;
-    const float* dO = dout + b * tokens * dim + h * PC_HEAD_DIM;
+    const TcHead head = tc_head(tokens, heads);
+    const int dim = head.dim;
+    const float* q = qkv + head.qkv;
     const int t = lane_id() % 4;
-    const int r0 = blockIdx.x * TC_ROWS + threadIdx.x / PC_WARP * 16 + lane_id() / 4;
+    const int r0 = head.r0;
     const float scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
-    const long long head_rows = (long long)blockIdx.y * tokens;
-    const float lse0 = r0 < tokens ? lse[head_rows + r0] * TC_LOG2E : 0.0f;
-    const float lse1 = r0 + 8 < tokens ? lse[head_rows + r0 + 8] * TC_LOG2E : 0.0f;
-    const bool working = r0 - lane_id() / 4 < tokens;
-    const float delta0 = r0 < tokens ? delta[head_rows + r0] : 0.0f;
-    const float delta1 = r0 + 8 < tokens ? delta[head_rows + r0 + 8] : 0.0f;
+    const float lse0 = r0 < tokens ? lse[head.head_rows + r0] * TC_LOG2E : 0.0f;
+    const float lse1 = r0 + 8 < tokens ? lse[head.head_rows + r0 + 8] * TC_LOG2E : 0.0f;
+    const float delta0 = r0 < tokens ? delta[head.head_rows + r0] : 0.0f;
+    const float delta1 = r0 + 8 < tokens ? delta[head.head_rows + r0 + 8] : 0.0f;
 
     float qa[TC_STEPS][4];
     float da[TC_STEPS][4];
-    tc_row_fragments(qa, q, stride, r0, tokens, scale * TC_LOG2E);
-    tc_row_fragments(da, dO, dim, r0, tokens, 1.0f);
+    tc_row_fragments(qa, q, head.stride, r0, tokens, scale * TC_LOG2E);
+    tc_row_fragments(da, dout + head.rows, dim, r0, tokens, 1.0f);
     float dq[TC_STEPS][4];
-#pragma unroll
-    for (int n = 0; n < TC_STEPS; ++n)
-        dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+    tc_zero(dq);
 
     for (int k0 = 0; k0 < tokens; k0 += TC_ROWS)
     {
         __syncthreads();
-        tc_stage(ks, q + dim, stride, k0, tokens);
-        tc_stage(vs, q + 2 * dim, stride, k0, tokens);
+        tc_stage(ks, q + dim, head.stride, k0, tokens);
+        tc_stage(vs, q + 2 * dim, head.stride, k0, tokens);
         __syncthreads();
 #pragma unroll 1
-        for (int n = 0; working && n < TC_ROWS / 8 && k0 + n * 8 < tokens; ++n)
+        for (int n = 0; head.working && n < TC_ROWS / 8 && k0 + n * 8 < tokens; ++n)
         {
             float s[4], dp[4];
             tc_times_tile_transposed(s, qa, ks, n);
@@ -73,7 +65,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
         }
     }
 
-    tc_store_rows(dqkv + offset, stride, dq, r0, tokens, scale, scale);
+    tc_store_rows(dqkv + head.qkv, head.stride, dq, r0, tokens, scale, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse,
@@ -84,45 +76,34 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
     float* dos = shared + TC_ROWS * TC_STRIDE;
     float* lses = dos + TC_ROWS * TC_STRIDE;
     float* deltas = lses + TC_ROWS;
-    const int h = blockIdx.y % heads;
-    const long long b = blockIdx.y / heads;
-    const int dim = heads * PC_HEAD_DIM;
-    const long long stride = 3LL * dim;
-    const long long offset = b * tokens * stride + h * PC_HEAD_DIM;
-    const float* q = qkv + offset;
-    const float* dO = dout + b * tokens * dim + h * PC_HEAD_DIM;
+    const TcHead head = tc_head(tokens, heads); // the rows here are keys
+    const int dim = head.dim;
+    const float* q = qkv + head.qkv;
     const int t = lane_id() % 4;
-    const int r0 = blockIdx.x * TC_ROWS + threadIdx.x / PC_WARP * 16 + lane_id() / 4; // this lane's keys
     const float scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
-    const long long head_rows = (long long)blockIdx.y * tokens;
-    const bool working = r0 - lane_id() / 4 < tokens;
 
     float ka[TC_STEPS][4];
     float va[TC_STEPS][4];
-    tc_row_fragments(ka, q + dim, stride, r0, tokens, scale * TC_LOG2E);
-    tc_row_fragments(va, q + 2 * dim, stride, r0, tokens, 1.0f);
+    tc_row_fragments(ka, q + dim, head.stride, head.r0, tokens, scale * TC_LOG2E);
+    tc_row_fragments(va, q + 2 * dim, head.stride, head.r0, tokens, 1.0f);
     float dk[TC_STEPS][4];
     float dv[TC_STEPS][4];
-#pragma unroll
-    for (int n = 0; n < TC_STEPS; ++n)
-    {
-        dk[n][0] = dk[n][1] = dk[n][2] = dk[n][3] = 0.0f;
-        dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.0f;
-    }
+    tc_zero(dk);
+    tc_zero(dv);
 
     for (int i0 = 0; i0 < tokens; i0 += TC_ROWS)
     {
         __syncthreads();
-        tc_stage(qs, q, stride, i0, tokens);
-        tc_stage(dos, dO, dim, i0, tokens);
+        tc_stage(qs, q, head.stride, i0, tokens);
+        tc_stage(dos, dout + head.rows, dim, i0, tokens);
         for (int i = threadIdx.x; i < TC_ROWS; i += blockDim.x)
         {
-            lses[i] = i0 + i < tokens ? lse[head_rows + i0 + i] * TC_LOG2E : 0.0f;
-            deltas[i] = i0 + i < tokens ? delta[head_rows + i0 + i] : 0.0f;
+            lses[i] = i0 + i < tokens ? lse[head.head_rows + i0 + i] * TC_LOG2E : 0.0f;
+            deltas[i] = i0 + i < tokens ? delta[head.head_rows + i0 + i] : 0.0f;
         }
         __syncthreads();
 #pragma unroll 1
-        for (int n = 0; working && n < TC_ROWS / 8 && i0 + n * 8 < tokens; ++n)
+        for (int n = 0; head.working && n < TC_ROWS / 8 && i0 + n * 8 < tokens; ++n)
         {
             float s[4], dp[4];
             tc_times_tile_transposed(s, ka, qs, n);
@@ -140,6 +121,6 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
         }
     }
 
-    tc_store_rows(dqkv + offset + dim, stride, dk, r0, tokens, scale, scale);
-    tc_store_rows(dqkv + offset + 2 * dim, stride, dv, r0, tokens, 1.0f, 1.0f);
+    tc_store_rows(dqkv + head.qkv + dim, head.stride, dk, head.r0, tokens, scale, scale);
+    tc_store_rows(dqkv + head.qkv + 2 * dim, head.stride, dv, head.r0, tokens, 1.0f, 1.0f);
 }

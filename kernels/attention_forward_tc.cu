@@ -19,31 +19,25 @@ extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const flo
     PC_DYNAMIC_SHARED(float, shared);
     float* ks = shared;
     float* vs = shared + TC_ROWS * TC_STRIDE;
-    const int h = blockIdx.y % heads;
-    const long long b = blockIdx.y / heads;
-    const int dim = heads * PC_HEAD_DIM;
-    const long long stride = 3LL * dim;
-    const float* q = qkv + b * tokens * stride + h * PC_HEAD_DIM;
-    const int lane = lane_id();
-    const int t = lane % 4;
-    const int r0 = blockIdx.x * TC_ROWS + threadIdx.x / PC_WARP * 16 + lane / 4; // this lane's rows: r0 and r0 + 8
+    const TcHead head = tc_head(tokens, heads);
+    const int dim = head.dim;
+    const float* q = qkv + head.qkv;
+    const int t = lane_id() % 4;
+    const int r0 = head.r0;
 
     float qa[TC_STEPS][4];
-    tc_row_fragments(qa, q, stride, r0, tokens, TC_LOG2E / sqrtf((float)PC_HEAD_DIM));
-    const bool working = r0 - lane / 4 < tokens; // the warp's first row is inside
+    tc_row_fragments(qa, q, head.stride, r0, tokens, TC_LOG2E / sqrtf((float)PC_HEAD_DIM));
     float o[TC_STEPS][4];
-#pragma unroll
-    for (int n = 0; n < TC_STEPS; ++n)
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    tc_zero(o);
     float m0 = TC_NEG_INF, m1 = TC_NEG_INF, l0 = 0.0f, l1 = 0.0f;
 
     for (int k0 = 0; k0 < tokens; k0 += TC_ROWS)
     {
         __syncthreads(); // every warp is done with the previous tile
-        tc_stage(ks, q + dim, stride, k0, tokens);
-        tc_stage(vs, q + 2 * dim, stride, k0, tokens);
+        tc_stage(ks, q + dim, head.stride, k0, tokens);
+        tc_stage(vs, q + 2 * dim, head.stride, k0, tokens);
         __syncthreads();
-        if (!working)
+        if (!head.working)
             continue;
 
         float s[TC_ROWS / 8][4];
@@ -98,10 +92,9 @@ extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const flo
     l0 += __shfl_xor_sync(PC_FULL_MASK, l0, 2);
     l1 += __shfl_xor_sync(PC_FULL_MASK, l1, 1);
     l1 += __shfl_xor_sync(PC_FULL_MASK, l1, 2);
-    tc_store_rows(out + b * tokens * dim + h * PC_HEAD_DIM, dim, o, r0, tokens, 1.0f / l0, 1.0f / l1);
-    const long long head_rows = (long long)blockIdx.y * tokens;
+    tc_store_rows(out + head.rows, dim, o, r0, tokens, 1.0f / l0, 1.0f / l1);
     if (lse && t == 0 && r0 < tokens)
-        lse[head_rows + r0] = (m0 + log2f(l0)) * TC_LN2;
+        lse[head.head_rows + r0] = (m0 + log2f(l0)) * TC_LN2;
     if (lse && t == 0 && r0 + 8 < tokens)
-        lse[head_rows + r0 + 8] = (m1 + log2f(l1)) * TC_LN2;
+        lse[head.head_rows + r0 + 8] = (m1 + log2f(l1)) * TC_LN2;
 }

@@ -21,6 +21,42 @@
 #define TC_LN2 0.69314718055994531f
 static_assert(PC_HEAD_DIM % 8 == 0 && PC_HEAD_DIM <= 128, "the tensor-core attention takes head dims that are multiples of 8 up to 128");
 
+// Where a block's (b, h) lives (blockIdx.y = b·H + h) and which rows this lane holds.
+struct TcHead
+{
+    long long qkv;       // offset of (b, token 0, h)'s q in qkv; its k at + dim, its v at + 2·dim
+    long long rows;      // offset of (b, token 0, h) in out and dout: rows `dim` apart
+    long long head_rows; // offset of (b, h, token 0) in lse and delta
+    long long stride;    // between tokens in qkv: 3·dim
+    int dim;             // H·Dh
+    int r0;              // this lane's rows of the block's 64: r0 and r0 + 8
+    bool working;        // the warp's first row is inside; a warp wholly past the end only helps stage tiles
+};
+
+__device__ __forceinline__ TcHead tc_head(int tokens, int heads)
+{
+    TcHead head;
+    const int h = blockIdx.y % heads;
+    const long long b = blockIdx.y / heads;
+    head.dim = heads * PC_HEAD_DIM;
+    head.stride = 3LL * head.dim;
+    head.qkv = b * tokens * head.stride + h * PC_HEAD_DIM;
+    head.rows = b * tokens * head.dim + h * PC_HEAD_DIM;
+    head.head_rows = (long long)blockIdx.y * tokens;
+    const int first = blockIdx.x * TC_ROWS + threadIdx.x / PC_WARP * 16;
+    head.r0 = first + lane_id() / 4;
+    head.working = first < tokens;
+    return head;
+}
+
+// A 16 × Dh accumulator, zeroed.
+__device__ __forceinline__ void tc_zero(float (&acc)[TC_STEPS][4])
+{
+#pragma unroll
+    for (int n = 0; n < TC_STEPS; ++n)
+        acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+}
+
 // Rows first .. first + 63 of a [tokens, Dh] matrix whose rows are `stride` floats apart, into `tile` as TF32;
 // rows past the end become zeros.
 __device__ __forceinline__ void tc_stage(float* tile, const float* rows, long long stride, int first, int tokens)

@@ -304,28 +304,15 @@ public abstract class OpsParityTests : CudaDeviceTests
         }
 
         using var tf32 = Open(GemmPrecision.Tf32, index: 2);
-        var ctx = tf32.DefaultContext;
-        var dim = heads * headDim;
-        var qkv = Rand.Tensor(new Shape(batch, tokens, 3 * dim), 62);
-        var output = Tensor.Empty(new Shape(batch, tokens, dim));
-        var lse = Tensor.Empty(new Shape(batch, heads, tokens));
-        s_cpu.Attention(qkv, heads, output, lse);
-        var dout = Rand.Tensor(output.Shape, 63);
-        var dqkv = qkv.EmptyLike();
-        s_cpu.AttentionBackward(qkv, output, dout, lse, heads, dqkv);
-
-        Tensor On(Tensor cpu) => Tensor.FromArray(cpu.ToArray<float>(), cpu.Shape, ctx);
-        Tensor Poisoned(Shape shape) => Tensor.Full(shape, float.NaN, DType.Float32, ctx);
-        var (gqkv, goutput, glse, gdqkv) = (On(qkv), Poisoned(output.Shape), Poisoned(lse.Shape), Poisoned(qkv.Shape));
-        ctx.Ops.Attention(gqkv, heads, goutput, glse);
-        ctx.Ops.AttentionBackward(gqkv, goutput, On(dout), glse, heads, gdqkv);
-        foreach (var (device, cpu, what) in new[] { (goutput, output, "out"), (glse, lse, "lse"), (gdqkv, dqkv, "dqkv") })
+        var results = AttentionOnDevice(tf32.DefaultContext, batch, tokens, heads, headDim, keepLse: true);
+        foreach (var (device, cpu, what) in results)
         {
             var error = Close.RelativeError(device.ToArray<float>().Select(v => (double)v).ToArray(), cpu.ToDoubles());
             Assert.That(error, Is.LessThanOrEqualTo(2e-3), $"{what}: TF32 attention agrees with float32 to TF32's rounding");
         }
 
-        var outError = Close.RelativeError(goutput.ToArray<float>().Select(v => (double)v).ToArray(), output.ToDoubles());
+        var (output, cpuOutput, _) = results[0];
+        var outError = Close.RelativeError(output.ToArray<float>().Select(v => (double)v).ToArray(), cpuOutput.ToDoubles());
         Assert.That(outError, Is.GreaterThan(1e-6), "and does round: the tensor-core kernel is in effect");
     }
 
@@ -503,6 +490,18 @@ public abstract class OpsParityTests : CudaDeviceTests
 
     private protected void CheckAttention(int batch, int tokens, int heads, int headDim, bool keepLse)
     {
+        foreach (var (device, cpu, what) in AttentionOnDevice(Gpu, batch, tokens, heads, headDim, keepLse))
+        {
+            Same(device, cpu, Tolerance, what);
+        }
+    }
+
+    /// <summary>
+    /// Attention forward and backward on random inputs, on <paramref name="ctx"/> (outputs poisoned first) and on
+    /// the CPU: out, lse when kept, dqkv, each as (device, CPU, name).
+    /// </summary>
+    private static List<(Tensor Device, Tensor Cpu, string What)> AttentionOnDevice(ComputeContext ctx, int batch, int tokens, int heads, int headDim, bool keepLse)
+    {
         var dim = heads * headDim;
         var qkv = Rand.Tensor(new Shape(batch, tokens, 3 * dim), 60);
         var output = Tensor.Empty(new Shape(batch, tokens, dim));
@@ -512,18 +511,13 @@ public abstract class OpsParityTests : CudaDeviceTests
         var dqkv = qkv.EmptyLike();
         s_cpu.AttentionBackward(qkv, output, dout, lse, heads, dqkv);
 
-        var gqkv = Up(qkv);
-        var (goutput, glse) = (Out(output.Shape), keepLse ? Out(lse.Shape) : null);
-        G.Attention(gqkv, heads, goutput, glse);
-        var gdqkv = Out(qkv.Shape);
-        G.AttentionBackward(gqkv, goutput, Up(dout), glse, heads, gdqkv);
-        Same(goutput, output, Tolerance, "out");
-        if (glse is not null)
-        {
-            Same(glse, lse, Tolerance, "lse");
-        }
-
-        Same(gdqkv, dqkv, Tolerance, "dqkv");
+        Tensor On(Tensor cpu) => Tensor.FromArray(cpu.ToArray<float>(), cpu.Shape, ctx);
+        Tensor Poisoned(Shape shape) => Tensor.Full(shape, float.NaN, DType.Float32, ctx);
+        var gqkv = On(qkv);
+        var (goutput, glse, gdqkv) = (Poisoned(output.Shape), keepLse ? Poisoned(lse.Shape) : null, Poisoned(qkv.Shape));
+        ctx.Ops.Attention(gqkv, heads, goutput, glse);
+        ctx.Ops.AttentionBackward(gqkv, goutput, On(dout), glse, heads, gdqkv);
+        return [(goutput, output, "out"), .. glse is null ? Array.Empty<(Tensor, Tensor, string)>() : [(glse, lse, "lse")], (gdqkv, dqkv, "dqkv")];
     }
 
     private static void Same(Tensor device, Tensor cpu, double tolerance, string what) =>
