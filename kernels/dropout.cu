@@ -38,8 +38,12 @@ __device__ __forceinline__ float philox_uniform(unsigned int word)
     return (float)(word >> 8) * (1.0f / 16777216.0f);
 }
 
-extern "C" __global__ void dropout_forward(const float* __restrict__ x, long long n, float p, unsigned long long seed, unsigned long long offset, float* __restrict__ y)
+extern "C" __global__ void dropout_forward(
+    const float* __restrict__ x, long long n, float p, unsigned long long seed, unsigned long long offset,
+    const unsigned int* __restrict__ offset_base, float* __restrict__ y)
 {
+    if (offset_base != nullptr)
+        offset += (unsigned long long)offset_base[0] | ((unsigned long long)offset_base[1] << 32);
     const float scale = 1.0f / (1.0f - p);
     const long long blocks = (n + 3) / 4;
     for (long long b = blockIdx.x * (long long)blockDim.x + threadIdx.x; b < blocks; b += (long long)gridDim.x * blockDim.x)

@@ -27,28 +27,33 @@ public sealed class ModelSuite(double budgetSeconds)
         var main = placement.Main;
         using var model = ModelFactory.Create(config, ModuleInit.Create(1, main, placement.BranchContexts(config.Branches), placement.BatchedBranches));
         using var optimizer = new Adam(model.NamedParameters(), new AdamParameters(1e-3f));
-        var step = new TrainingStep(model, optimizer, new TrainOptions());
         var full = new TrainStep(config.Branches, Clip: true);
         var images = Enumerable.Range(0, Sets).Select(i => Tensors.Random(new Shape(w.Batch, w.Channels, w.ImageSize, w.ImageSize), i, main)).ToArray();
         var labels = Enumerable.Range(0, Sets).Select(i => Tensor.FromArray(Enumerable.Range(0, w.Batch).Select(j => (i + j) % 10).ToArray(), new Shape(w.Batch), main)).ToArray();
         var single = Enumerable.Range(0, Sets).Select(i => Tensors.Random(new Shape(1, w.Channels, w.ImageSize, w.ImageSize), i + 10, main)).ToArray();
-
-        var train = Timing.Measure(main, i =>
+        var capturable = main.CanCapture && placement.BranchContexts(config.Branches) is null;
+        foreach (var graphs in capturable ? new[] { false, true } : [false])
         {
-            using var inner = TensorScope.Begin();
-            step.Run(images[i % Sets], labels[i % Sets], full);
-        }, budgetSeconds);
-        yield return Item($"{w} training step, batch {w.Batch}", mode, train, w.Batch);
-        if (w.SmallBatch is { } small)
-        {
-            var few = images.Select(x => x.NarrowView(0, small)).ToArray();
-            var fewLabels = labels.Select(x => x.NarrowView(0, small)).ToArray();
-            var smallTrain = Timing.Measure(main, i =>
+            // With graphs, the warm-up's first steps run eagerly and capture; the timed ones replay.
+            using var step = new TrainingStep(model, optimizer, new TrainOptions { Graphs = graphs });
+            var label = graphs ? $"{mode}, graph" : mode;
+            var train = Timing.Measure(main, i =>
             {
                 using var inner = TensorScope.Begin();
-                step.Run(few[i % Sets], fewLabels[i % Sets], full);
+                step.Run(images[i % Sets], labels[i % Sets], full);
             }, budgetSeconds);
-            yield return Item($"{w} training step, batch {small}", mode, smallTrain, small);
+            yield return Item($"{w} training step, batch {w.Batch}", label, train, w.Batch);
+            if (w.SmallBatch is { } small)
+            {
+                var few = images.Select(x => x.NarrowView(0, small)).ToArray();
+                var fewLabels = labels.Select(x => x.NarrowView(0, small)).ToArray();
+                var smallTrain = Timing.Measure(main, i =>
+                {
+                    using var inner = TensorScope.Begin();
+                    step.Run(few[i % Sets], fewLabels[i % Sets], full);
+                }, budgetSeconds);
+                yield return Item($"{w} training step, batch {small}", label, smallTrain, small);
+            }
         }
 
         using (model.InferenceMode())
@@ -61,7 +66,7 @@ public sealed class ModelSuite(double budgetSeconds)
                     model.Forward(inputs[i % Sets]);
                 }, budgetSeconds);
                 yield return Item($"{w} inference, batch {batch}", mode, stats, batch);
-                if (main.CanCapture && placement.BranchContexts(config.Branches) is null)
+                if (capturable)
                 {
                     yield return Item($"{w} inference, batch {batch}", $"{mode}, graph", Replayed(model, inputs, main), batch);
                 }

@@ -161,6 +161,10 @@ root.SetAction(parse =>
                 AnsiConsole.MarkupLine($"[grey]suite epoch, branches {mode.ToString().ToLowerInvariant()}…[/]");
                 using var placement = Placement.Cuda([0], emulated, mode);
                 Add([ModelSuite.Epoch(epoch.Name, epoch.Config!, epoch.Options!, epoch.Data!, placement, mode.ToString().ToLowerInvariant())]);
+                if (mode == BranchExecution.Batched)
+                {
+                    Add([ModelSuite.Epoch(epoch.Name, epoch.Config!, epoch.Options! with { Graphs = true }, epoch.Data!, placement, "batched, graph")]);
+                }
             }
         }
     }

@@ -21,7 +21,7 @@ internal static class EvalCommand
     {
         var command = new Command("eval", "Evaluate a checkpoint on the test set, for every number of branches k")
         {
-            s_checkpoint, Options.Dataset, Options.Data, s_batch, s_json, s_logits,
+            s_checkpoint, Options.Dataset, Options.Data, s_batch, s_json, s_logits, Options.Graphs,
         };
         foreach (var option in Options.Placement)
         {
@@ -59,7 +59,7 @@ internal static class EvalCommand
         var scores = Evaluation.Run(model, test, Setup.Transform(model.Config, train: false), batch);
         if (logitsPath is not null)
         {
-            var predictions = model.Predict(test, batchSize: batch);
+            var predictions = model.Predict(test, batchSize: batch, graphs: parse.GetValue(Options.Graphs) == "on");
             Npy.Write(logitsPath, predictions.Logits, predictions.Count, predictions.Classes);
         }
 

@@ -20,7 +20,10 @@ internal static class Options
 
     public static Option<string?> Precision { get; } = Choice<string?>("--precision", "GEMMs on the GPU: tf32 (tensor cores, the default where the GPU has them) or fp32 (strict)", null, ["fp32", "tf32"]);
 
-    public static Option<string?> BranchExec { get; } = Choice<string?>("--branch-exec", "How branches run on a GPU: streams (each on its own stream, the default), serial (one stream per device) or batched (the branches of a prefix as one batch: every op launched once for all of them; one device)", null, ["serial", "streams", "batched"]);
+    public static Option<string?> BranchExec { get; } = Choice<string?>("--branch-exec", "How branches run on a GPU: batched (the branches of a prefix as one batch: every op launched once for all of them; the default on one device, where it measured fastest), streams (each on its own stream; the default over several devices) or serial (one stream per device)", null, ["serial", "streams", "batched"]);
+
+    /// <summary>Commands that train or predict: CUDA graphs on or off.</summary>
+    public static Option<string> Graphs { get; } = Choice("--graphs", "on: capture each kind of training step (and the inference forward) as a CUDA graph once and replay it, one launch instead of hundreds (a GPU, with --branch-exec batched or serial); off: issue each kernel", "off", ["on", "off"]);
 
     /// <summary>Every command: how many threads the engine may use on the CPU (results do not depend on it).</summary>
     public static Option<int?> Threads { get; } = new Option<int?>("--threads") { Description = "CPU threads the engine may use (default: one per core)", Recursive = true }.Positive();

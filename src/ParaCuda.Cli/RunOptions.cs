@@ -37,7 +37,7 @@ internal static class RunOptions
     public static readonly Option<int> Workers = new Option<int>("--workers") { Description = "Threads preparing batches (0: one per core)" }.NotNegative();
 
     /// <summary>Every option above, to add to a command.</summary>
-    public static IReadOnlyList<Option> All { get; } = [PresetName, Family, Branches, BranchDepth, Depth, Dim, Heads, HeadDim, MlpDim, Patch, ImageSize, Dropout, Skip, ScheduleName, Stages, FreezeEarlier, Epochs, Batch, Lr, OptimizerName, WeightDecay, Augment, Seed, MaxSteps, Workers];
+    public static IReadOnlyList<Option> All { get; } = [PresetName, Family, Branches, BranchDepth, Depth, Dim, Heads, HeadDim, MlpDim, Patch, ImageSize, Dropout, Skip, ScheduleName, Stages, FreezeEarlier, Epochs, Batch, Lr, OptimizerName, WeightDecay, Augment, Seed, MaxSteps, Workers, Options.Graphs];
 
     /// <summary>The architecture options given on the command line (commands that load a model reject them).</summary>
     public static IReadOnlyList<string> ModelOptionsGiven(ParseResult parse)
@@ -155,6 +155,7 @@ internal static class RunOptions
             Seed = parse.GetValue(Seed),
             MaxSteps = parse.GetValue(MaxSteps),
             Workers = parse.GetValue(Workers),
+            Graphs = parse.GetValue(Options.Graphs) == "on",
         };
         return options.Problem() is { } problem ? throw new UserError(problem) : options;
     }

@@ -28,7 +28,8 @@ internal static class Setup
         var device = parse.GetValue(Options.Device)!.Trim().ToLowerInvariant();
         var devicesText = parse.GetValue(Options.Devices);
         var precision = parse.GetValue(Options.Precision) is { } p ? Enum.Parse<GemmPrecision>(p, ignoreCase: true) : (GemmPrecision?)null;
-        var execution = parse.GetValue(Options.BranchExec) is { } e ? Enum.Parse<BranchExecution>(e, ignoreCase: true) : BranchExecution.Streams;
+        var givenExecution = parse.GetValue(Options.BranchExec) is { } e ? Enum.Parse<BranchExecution>(e, ignoreCase: true) : (BranchExecution?)null;
+        var graphs = parse.GetResult(Options.Graphs) is { Implicit: false } && parse.GetValue(Options.Graphs) == "on";
         if (device == "auto")
         {
             device = CudaDriver.IsAvailable ? "cuda" : "cpu";
@@ -37,7 +38,7 @@ internal static class Setup
 
         if (device == "cpu")
         {
-            var cudaOnly = new[] { (Options.Devices, devicesText is not null), (Options.Precision, precision is not null), (Options.BranchExec, parse.GetValue(Options.BranchExec) is not null) }.Where(o => o.Item2).Select(o => o.Item1.Name).ToList();
+            var cudaOnly = new[] { (Options.Devices, devicesText is not null), (Options.Precision, precision is not null), (Options.BranchExec, givenExecution is not null), ((Option)Options.Graphs, graphs) }.Where(o => o.Item2).Select(o => o.Item1.Name).ToList();
             return cudaOnly.Count > 0
                 ? throw new UserError($"{string.Join(", ", cudaOnly)} appl{(cudaOnly.Count == 1 ? "ies" : "y")} to CUDA devices; the CPU backend runs in float32, one branch after another")
                 : ParaCuda.Backends.Placement.Cpu;
@@ -72,6 +73,13 @@ internal static class Setup
         if (emulated && EmulatedGpu.UnavailableReason is { } reason)
         {
             throw new UserError($"--device emu: {reason}");
+        }
+
+        // Batched measured fastest on one device (perf/NOTES.md); it cannot spread branches over several.
+        var execution = givenExecution ?? (devices.Length == 1 ? BranchExecution.Batched : BranchExecution.Streams);
+        if (graphs && execution == BranchExecution.Streams)
+        {
+            throw new UserError("--graphs on captures one stream, and --branch-exec streams puts each branch on a stream of its own: use --branch-exec batched or serial with graphs");
         }
 
         try

@@ -43,7 +43,7 @@ internal static class TrainCommand
         using var model = ModelFactory.Create(config, ModuleInit.Create(options.Seed, placement.Main, placement.BranchContexts(config.Branches), placement.BatchedBranches));
         AnsiConsole.WriteLine(
             $"{(resume ? "resuming " : "")}{config.Kind} '{run.Name}': {RunOptions.Describe(config)}, {model.ParameterCount():N0} parameters | {options.Dataset}: {data.Train.Count:N0} train, {data.Validation.Count:N0} val, {data.Test.Count:N0} test | " +
-            $"{options.Schedule}, {Count.Of(options.Epochs, "epoch")}, batch {options.BatchSize}, {options.Optimizer} lr {options.LearningRate} | {placement.Describe()} | out: {outDirectory}");
+            $"{options.Schedule}, {Count.Of(options.Epochs, "epoch")}, batch {options.BatchSize}, {options.Optimizer} lr {options.LearningRate} | {placement.Describe()}{(options.Graphs ? ", CUDA graphs" : "")} | out: {outDirectory}");
 
         var curves = Path.Combine(outDirectory, "curves.png");
         var title = $"{config.Kind} {run.Name} · {options.Schedule} · {options.Dataset}";
@@ -78,8 +78,8 @@ internal static class TrainCommand
 
     /// <summary>
     /// A run continued from its last checkpoint, as it was started: its model, options and dataset come from the
-    /// checkpoint; an option given that says otherwise is an error naming both values. --max-steps, --workers and
-    /// --data (the dataset may have moved) may change.
+    /// checkpoint; an option given that says otherwise is an error naming both values. --max-steps, --workers,
+    /// --graphs and --data (the dataset may have moved) may change.
     /// </summary>
     private static RunPlan Continued(ParseResult parse)
     {
@@ -109,7 +109,7 @@ internal static class TrainCommand
         var directory = parse.GetValue(Options.Data) is { } given ? Path.GetFullPath(given) : saved.DataDirectory;
         var (trainSet, test) = Setup.Load(dataset, directory, saved.Seed);
         Setup.CheckFits(config, trainSet, $"{dataset} training set");
-        var options = saved with { MaxSteps = parse.GetValue(RunOptions.MaxSteps), Workers = parse.GetValue(RunOptions.Workers), DataDirectory = directory };
+        var options = saved with { MaxSteps = parse.GetValue(RunOptions.MaxSteps), Workers = parse.GetValue(RunOptions.Workers), DataDirectory = directory, Graphs = parse.GetValue(Options.Graphs) == "on" };
         return new RunPlan(Path.GetFileName(Path.GetFullPath(outDirectory)), config, options, trainSet, test, outDirectory);
     }
 

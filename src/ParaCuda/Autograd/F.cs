@@ -264,10 +264,10 @@ public static partial class F
 
         var ctx = SameContext(nameof(Dropout), x);
         var seed = generator.Seed;
-        var stream = generator.NextStream();
+        var (stream, offsetBase) = generator.NextOnDevice();
         var y = x.EmptyLike();
-        ctx.Ops.Dropout(x, y, p, seed, stream);
-        return Record(nameof(Dropout), y, [x], (g, sink) => sink.Write(0, dx => ctx.Ops.Dropout(g, dx, p, seed, stream)));
+        ctx.Ops.Dropout(x, y, p, seed, stream, offsetBase);
+        return Record(nameof(Dropout), y, [x], (g, sink) => sink.Write(0, dx => ctx.Ops.Dropout(g, dx, p, seed, stream, offsetBase)));
     }
 
     /// <summary>Fused multi-head self-attention over packed qkv [B, T, 3·D] → [B, T, D].</summary>

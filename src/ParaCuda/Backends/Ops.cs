@@ -192,9 +192,12 @@ public abstract class Ops
 
     /// <summary>
     /// y = x * keep / (1 - p) where keep = (uniform(seed, offset, i) ≥ p) from the counter-based Philox RNG,
-    /// so the same (seed, offset) gives the same mask on every backend. Backward is the same op on dy.
+    /// so the same (seed, offset) gives the same mask on every backend. Backward is the same op on dy. With
+    /// <paramref name="offsetBase"/> (Int32 [2], a 64-bit number as low and high words) the offset is
+    /// offsetBase + <paramref name="offset"/>, read where the op runs: a captured step replayed with a new base
+    /// draws new masks.
     /// </summary>
-    public void Dropout(Tensor x, Tensor y, float p, ulong seed, ulong offset)
+    public void Dropout(Tensor x, Tensor y, float p, ulong seed, ulong offset, Tensor? offsetBase = null)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
@@ -203,7 +206,13 @@ public abstract class Ops
         c.Tensor("y", y);
         c.SameShape("x", x, "y", y);
         c.That(p >= 0f && p < 1f, $"p must be in [0, 1), got {p}");
-        DropoutCore(x, y, p, seed, offset);
+        if (offsetBase is not null)
+        {
+            c.Tensor("offsetBase", offsetBase, DType.Int32);
+            c.That(offsetBase.NumElements == 2 && offsetBase.IsContiguous, $"offsetBase must be a contiguous [2] (low and high words), got {offsetBase.Shape}");
+        }
+
+        DropoutCore(x, y, p, seed, offset, offsetBase);
     }
 
     // ---------------------------------------------------------------- matrix products
@@ -629,12 +638,15 @@ public abstract class Ops
     }
 
     /// <summary>
-    /// One Adam/AdamW step over all parameters; parameter i is at its own timestep t = steps[i] (counted
-    /// from 1, as PyTorch counts per parameter, since a parameter without a gradient is skipped): g = grad (+ wd·p for Adam);
-    /// m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²; p -= lr·(m/(1-β1ᵗ)) / (sqrt(v/(1-β2ᵗ)) + eps);
-    /// AdamW first decays p *= 1 - lr·wd. Same formulas as torch.optim.Adam/AdamW.
+    /// One Adam/AdamW step over all parameters. Each parameter counts its own steps, as PyTorch counts them (a
+    /// parameter without a gradient is skipped): <paramref name="steps"/>[i] is an Int32 [1] tensor holding the
+    /// steps parameter i has taken; the op advances it to t = steps[i] + 1 and updates with t: g = grad (+ wd·p for
+    /// Adam); m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²; p -= lr·(m/(1-β1ᵗ)) / (sqrt(v/(1-β2ᵗ)) + eps); AdamW first
+    /// decays p *= 1 - lr·wd. Same formulas as torch.optim.Adam/AdamW. The counts, and the learning rate when
+    /// <paramref name="learningRate"/> (float32 [1]) is given in place of <c>hp.LearningRate</c>, are read where the
+    /// op runs, so a captured update replayed step after step keeps counting and follows learning-rate changes.
     /// </summary>
-    public void AdamUpdate(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<long> steps)
+    public void AdamUpdate(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<Tensor> steps, Tensor? learningRate = null)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(grads);
@@ -658,12 +670,19 @@ public abstract class Ops
         c.That(steps.Count == parameters.Count, $"{parameters.Count} parameters but {steps.Count} step counts");
         for (var i = 0; i < steps.Count; i++)
         {
-            c.That(steps[i] >= 1, $"steps[{i}] = {steps[i]}: steps count from 1");
+            c.Tensor($"steps[{i}]", steps[i], DType.Int32);
+            c.That(steps[i].NumElements == 1, $"steps[{i}] must have one element (the parameter's step count), got {steps[i].Shape}");
+        }
+
+        if (learningRate is not null)
+        {
+            c.Tensor("learningRate", learningRate);
+            c.That(learningRate.NumElements == 1, $"learningRate must have one element, got {learningRate.Shape}");
         }
 
         c.That(hp.LearningRate >= 0f && hp.Beta1 is >= 0f and < 1f && hp.Beta2 is >= 0f and < 1f && hp.Epsilon > 0f && hp.WeightDecay >= 0f,
             $"invalid hyper-parameters {hp}");
-        AdamUpdateCore(parameters, grads, m, v, hp, steps);
+        AdamUpdateCore(parameters, grads, m, v, hp, steps, learningRate);
     }
 
     // ---------------------------------------------------------------- backend hooks
@@ -688,7 +707,7 @@ public abstract class Ops
 
     protected abstract void BiasGeluBackwardCore(Tensor x, Tensor? bias, Tensor dy, Tensor dx, GradOut dbias);
 
-    protected abstract void DropoutCore(Tensor x, Tensor y, float p, ulong seed, ulong offset);
+    protected abstract void DropoutCore(Tensor x, Tensor y, float p, ulong seed, ulong offset, Tensor? offsetBase);
 
     protected abstract void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias);
 
@@ -732,7 +751,7 @@ public abstract class Ops
 
     protected abstract void ClipByNormCore(IReadOnlyList<Tensor> tensors, Tensor norm, float maxNorm);
 
-    protected abstract void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<long> steps);
+    protected abstract void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<Tensor> steps, Tensor? learningRate);
 
     // ---------------------------------------------------------------- shared checks
 

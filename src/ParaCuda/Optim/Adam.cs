@@ -8,19 +8,27 @@ namespace ParaCuda.Optim;
 /// <summary>
 /// Adam (or AdamW with decoupled weight decay) over a fixed list of parameters, with PyTorch's
 /// semantics: parameters without a gradient are skipped and keep their own step count. Moments are
-/// allocated up front, next to each parameter. Each device's parameters are updated on that device, in one
-/// launch issued on one of its contexts (the context of its first parameter) after it has waited for every
-/// context that produced a gradient there; gradient clipping combines the norms of all devices.
+/// allocated up front, next to each parameter; step counts and the learning rate live in device memory, so a
+/// captured training step replays the update correctly. Each device's parameters are updated on that device,
+/// in one launch issued on one of its contexts (the context of its first parameter) after it has waited for
+/// every context that produced a gradient there; gradient clipping combines the norms of all devices.
 /// </summary>
 public sealed class Adam : IDisposable
 {
     private readonly (string Name, Parameter Parameter)[] _parameters;
     private readonly Tensor[] _m;
     private readonly Tensor[] _v;
-    private readonly long[] _steps;
+
+    /// <summary>Per parameter, its step count: a view into its device's counts.</summary>
+    private readonly Tensor[] _steps;
 
     /// <summary>Per device, the context its updates are issued on; the first is where the global norm is combined.</summary>
     private readonly Dictionary<Device, ComputeContext> _contexts = [];
+
+    /// <summary>Per device, the step counts of its parameters (Int32, in parameter order) and the learning rate.</summary>
+    private readonly Dictionary<Device, (Tensor Counts, Tensor LearningRate)> _onDevice = [];
+
+    private AdamParameters _hyper;
 
     public Adam(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamParameters hyper)
     {
@@ -31,7 +39,6 @@ public sealed class Adam : IDisposable
             throw new ArgumentException("Adam needs at least one parameter", nameof(parameters));
         }
 
-        Hyper = hyper;
         foreach (var (_, p) in _parameters)
         {
             _contexts.TryAdd(p.Device, p.Context);
@@ -39,26 +46,48 @@ public sealed class Adam : IDisposable
 
         _m = new Tensor[_parameters.Length];
         _v = new Tensor[_parameters.Length];
-        _steps = new long[_parameters.Length];
+        _steps = new Tensor[_parameters.Length];
         using var unscoped = TensorScope.Unscoped();
+        foreach (var (device, context) in _contexts)
+        {
+            var count = _parameters.Count(e => e.Parameter.Device == device);
+            _onDevice[device] = (Tensor.Zeros(new Shape(count), DType.Int32, context), Tensor.Empty(new Shape(1), DType.Float32, context));
+        }
+
+        var slot = _contexts.Keys.ToDictionary(d => d, _ => 0);
         for (var i = 0; i < _parameters.Length; i++)
         {
             var p = _parameters[i].Parameter;
             _m[i] = Tensor.Zeros(p.Shape, p.DType, p.Context);
             _v[i] = Tensor.Zeros(p.Shape, p.DType, p.Context);
+            _steps[i] = _onDevice[p.Device].Counts.NarrowView(slot[p.Device]++, 1);
+        }
+
+        Hyper = hyper;
+    }
+
+    /// <summary>The hyper-parameters of the next updates; setting them writes the learning rate to each device.</summary>
+    public AdamParameters Hyper
+    {
+        get => _hyper;
+        set
+        {
+            _hyper = value;
+            foreach (var (_, learningRate) in _onDevice.Values)
+            {
+                learningRate.CopyFrom<float>([value.LearningRate]);
+            }
         }
     }
 
-    public AdamParameters Hyper { get; set; }
-
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _parameters;
 
-    /// <summary>One update of every parameter that has a gradient.</summary>
+    /// <summary>One update of every parameter that has a gradient. Only device work: it can be captured in a graph.</summary>
     public void Step()
     {
         foreach (var (device, context) in _contexts)
         {
-            var (ps, gs, ms, vs, steps) = (new List<Tensor>(), new List<Tensor>(), new List<Tensor>(), new List<Tensor>(), new List<long>());
+            var (ps, gs, ms, vs, steps) = (new List<Tensor>(), new List<Tensor>(), new List<Tensor>(), new List<Tensor>(), new List<Tensor>());
             var waited = new HashSet<ComputeContext>(ReferenceEqualityComparer.Instance);
             for (var i = 0; i < _parameters.Length; i++)
             {
@@ -77,12 +106,12 @@ public sealed class Adam : IDisposable
                 gs.Add(g);
                 ms.Add(_m[i]);
                 vs.Add(_v[i]);
-                steps.Add(++_steps[i]);
+                steps.Add(_steps[i]);
             }
 
             if (ps.Count > 0)
             {
-                context.Ops.AdamUpdate(ps, gs, ms, vs, Hyper, steps);
+                context.Ops.AdamUpdate(ps, gs, ms, vs, Hyper, steps, _onDevice[device].LearningRate);
             }
 
             // The next step's work on each parameter's own context (its branch's stream) reads the updated
@@ -150,7 +179,7 @@ public sealed class Adam : IDisposable
 
     /// <summary>
     /// The optimizer state for a checkpoint: first and second moments named "m.{parameter}" and
-    /// "v.{parameter}", and the step count of each parameter (in parameter order).
+    /// "v.{parameter}", and the step count of each parameter (in parameter order), read from the devices.
     /// </summary>
     public (IEnumerable<KeyValuePair<string, Tensor>> Moments, IReadOnlyList<long> Steps) State()
     {
@@ -159,7 +188,9 @@ public sealed class Adam : IDisposable
             KeyValuePair.Create($"m.{p.Name}", _m[i]),
             KeyValuePair.Create($"v.{p.Name}", _v[i]),
         });
-        return (moments, _steps.ToArray());
+        var counts = _onDevice.ToDictionary(e => e.Key, e => new Queue<int>(e.Value.Counts.ToArray<int>()));
+        var steps = _parameters.Select(e => (long)counts[e.Parameter.Device].Dequeue()).ToArray();
+        return (moments, steps);
     }
 
     /// <summary>
@@ -177,6 +208,11 @@ public sealed class Adam : IDisposable
 
         for (var i = 0; i < _parameters.Length; i++)
         {
+            if (steps[i] is < 0 or > int.MaxValue)
+            {
+                throw new InvalidDataException($"optimizer state has step count {steps[i]} for '{_parameters[i].Name}', outside 0..{int.MaxValue}");
+            }
+
             foreach (var key in new[] { $"m.{_parameters[i].Name}", $"v.{_parameters[i].Name}" })
             {
                 if (!moments.TryGetValue(key, out var t))
@@ -195,7 +231,11 @@ public sealed class Adam : IDisposable
         {
             _m[i].Context.Ops.CopyAcross(moments[$"m.{_parameters[i].Name}"], _m[i]);
             _v[i].Context.Ops.CopyAcross(moments[$"v.{_parameters[i].Name}"], _v[i]);
-            _steps[i] = steps[i];
+        }
+
+        foreach (var (device, (counts, _)) in _onDevice)
+        {
+            counts.CopyFrom<int>(_parameters.Select((e, i) => (e, i)).Where(x => x.e.Parameter.Device == device).Select(x => (int)steps[x.i]).ToArray());
         }
     }
 
@@ -209,7 +249,7 @@ public sealed class Adam : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in _m.Concat(_v))
+        foreach (var t in _m.Concat(_v).Concat(_steps).Concat(_onDevice.Values.SelectMany(d => new[] { d.Counts, d.LearningRate })))
         {
             t.Dispose();
         }

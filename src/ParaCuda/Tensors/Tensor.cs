@@ -83,6 +83,10 @@ public partial class Tensor : IDisposable
         return new Tensor(storage, 0, shape, shape.ContiguousStrides(), dtype, ctx);
     }
 
+    /// <summary>A contiguous tensor over storage a backend allocated itself.</summary>
+    internal static Tensor OnStorage(Storage storage, Shape shape, DType dtype, ComputeContext context) =>
+        new(storage, 0, shape, shape.ContiguousStrides(), dtype, context);
+
     public static Tensor Full(Shape shape, float value, DType dtype = DType.Float32, ComputeContext? context = null)
     {
         var t = Empty(shape, dtype, context);

@@ -47,13 +47,20 @@ public sealed record TrainOptions
 
     public string? DataDirectory { get; init; }
 
-    /// <summary>Why these options cannot train, or null.</summary>
+    /// <summary>
+    /// Capture each kind of training step as a CUDA graph and replay it (CUDA devices with every branch on one
+    /// stream: <c>--branch-exec serial</c> or <c>batched</c>; ignored on the CPU). How the run executes, not what it
+    /// computes: a resumed run may change it.
+    /// </summary>
+    public bool Graphs { get; init; }
+
     /// <summary>Smallest prefix k the lpa and prefix schedules train (expansion: the first new branch).</summary>
     public int FirstPrefix { get; init; } = 1;
 
     /// <summary>Leading branches kept fixed for the whole run, together with the shared embedding (expansion --freeze-existing).</summary>
     public int FrozenBranches { get; init; }
 
+    /// <summary>Why these options cannot train, or null.</summary>
     public string? Problem()
     {
         if (FirstPrefix < 1 || FrozenBranches < 0)

@@ -103,6 +103,11 @@ public sealed class Trainer : IDisposable
         _data = data;
         _observer = observer;
         OutDirectory = outDirectory;
+        if (options.Graphs && model.Context.CanCapture && model.Parameters().Any(p => p.Context != model.Context))
+        {
+            throw new ArgumentException("graphs capture one stream, but this model's branches run on streams of their own: train with --branch-exec serial or batched, or without graphs");
+        }
+
         _schedule = Schedule.Create(options.Schedule, options.Stages, options.FreezeEarlier);
         var adamw = options.Optimizer == "adamw";
         _optimizer = new Adam(model.NamedParameters(), new AdamParameters(options.LearningRate, WeightDecay: adamw ? options.WeightDecay : 0f, DecoupledWeightDecay: adamw));
@@ -143,6 +148,8 @@ public sealed class Trainer : IDisposable
             for (var pass = state.Epoch == epoch ? state.Pass : 0; pass < passes.Count; pass++)
             {
                 var startBatch = state.Epoch == epoch && state.Pass == pass ? state.Batch : 0;
+                // A pass trains its own prefixes: the previous pass's graphs would only hold memory.
+                _step.ReleaseGraphs();
                 _observer?.PassStarted(epoch, _options.Epochs, passes[pass].Name, _loader.BatchesPerEpoch, startBatch);
                 var progress = new PassProgress(this, sums);
                 // The token is checked between batches, never handed to the loader: a stop that lands while a batch
@@ -189,6 +196,7 @@ public sealed class Trainer : IDisposable
 
     public void Dispose()
     {
+        _step.Dispose();
         _loader.Dispose();
         _optimizer.Dispose();
     }
@@ -289,7 +297,7 @@ public sealed class Trainer : IDisposable
             throw new CheckpointFormatException($"{LastCheckpoint}: its training state cannot be resumed: {problem}");
         }
 
-        var saved = state.Options with { MaxSteps = _options.MaxSteps, Workers = _options.Workers, DataDirectory = _options.DataDirectory };
+        var saved = state.Options with { MaxSteps = _options.MaxSteps, Workers = _options.Workers, DataDirectory = _options.DataDirectory, Graphs = _options.Graphs };
         var asked = _options with { Stages = saved.Stages };
         if (saved != asked || !saved.Stages.SequenceEqual(_options.Stages))
         {

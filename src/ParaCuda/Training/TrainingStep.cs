@@ -1,4 +1,5 @@
 using ParaCuda.Autograd;
+using ParaCuda.Backends;
 using ParaCuda.Models;
 using ParaCuda.Optim;
 using ParaCuda.Tensors;
@@ -13,13 +14,66 @@ public sealed record StepOutput(Tensor Loss, Tensor Correct);
 /// back: freeze what the step freezes, forward (one prefix, or every prefix), loss, backward, optional
 /// clipping, update. The loss and the correct count stay on the device for the caller to read when it
 /// chooses (see <see cref="StepWindow"/>), so a GPU never waits for the host inside a step.
+/// With <see cref="TrainOptions.Graphs"/> on a device that captures (CUDA), each kind of step (its schedule step,
+/// batch shape and optimizer constants) runs eagerly the first time, is captured as a CUDA graph the second and
+/// replayed from then on: one launch instead of hundreds. Replays give the same numbers as eager steps: Adam's
+/// step counts and learning rate and the dropout streams are read from device memory.
 /// </summary>
-public sealed class TrainingStep(VisionModel model, Adam optimizer, TrainOptions options)
+public sealed class TrainingStep(VisionModel model, Adam optimizer, TrainOptions options) : IDisposable
 {
+    private readonly Dictionary<GraphKey, CapturedStep> _graphs = [];
+    private readonly HashSet<GraphKey> _issued = [];
+
+    /// <summary>Whether steps are captured and replayed: <see cref="TrainOptions.Graphs"/> on a context that captures.</summary>
+    public bool UsesGraphs => options.Graphs && model.Context.CanCapture;
+
+    /// <summary>Graphs held now (each keeps its step's memory).</summary>
+    public int GraphCount => _graphs.Count;
+
     public StepOutput Run(Tensor images, Tensor labels, TrainStep step)
     {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(labels);
         ArgumentNullException.ThrowIfNull(step);
         SetFrozen(step.FrozenBelow);
+        if (!UsesGraphs)
+        {
+            return Issue(images, labels, step);
+        }
+
+        var key = new GraphKey(step, images.Shape, labels.Shape, optimizer.Hyper with { LearningRate = 0f });
+        if (!_graphs.TryGetValue(key, out var graph))
+        {
+            // The first step of a kind runs eagerly: kernels load, cuBLAS starts and gradient buffers are
+            // allocated outside any capture.
+            if (_issued.Add(key))
+            {
+                return Issue(images, labels, step);
+            }
+
+            graph = new CapturedStep(model, images, labels, (x, y) => Issue(x, y, step));
+            _graphs.Add(key, graph);
+        }
+
+        return graph.Run(images, labels);
+    }
+
+    /// <summary>Frees the captured steps (a pass of a schedule that will not come back to them, or the end of training).</summary>
+    public void ReleaseGraphs()
+    {
+        foreach (var graph in _graphs.Values)
+        {
+            graph.Dispose();
+        }
+
+        _graphs.Clear();
+        _issued.Clear();
+    }
+
+    public void Dispose() => ReleaseGraphs();
+
+    private StepOutput Issue(Tensor images, Tensor labels, TrainStep step)
+    {
         optimizer.ZeroGrad();
         Tensor logits;
         Tensor loss;
@@ -73,6 +127,78 @@ public sealed class TrainingStep(VisionModel model, Adam optimizer, TrainOptions
     }
 }
 
+/// <summary>What makes two steps replay the same graph.</summary>
+internal readonly record struct GraphKey(TrainStep Step, Shape Images, Shape Labels, AdamParameters Constants);
+
+/// <summary>
+/// One kind of training step captured as a graph, with the static tensors its replays read (the batch, the
+/// base of the dropout streams) and write (the loss and correct count).
+/// </summary>
+internal sealed class CapturedStep : IDisposable
+{
+    private readonly VisionModel _model;
+    private readonly Tensor _images;
+    private readonly Tensor _labels;
+    private readonly Tensor _streamBase;
+    private readonly ContextGraph _graph;
+    private readonly StepOutput _output;
+
+    /// <summary>Dropout streams one step draws: the generator moves on by this many per replay.</summary>
+    private readonly ulong _streams;
+
+    public CapturedStep(VisionModel model, Tensor images, Tensor labels, Func<Tensor, Tensor, StepOutput> issue)
+    {
+        _model = model;
+        var context = model.Context;
+        using var unscoped = TensorScope.Unscoped();
+        _images = Tensor.Empty(images.Shape, images.DType, context);
+        _labels = Tensor.Empty(labels.Shape, labels.DType, context);
+        _streamBase = Tensor.Zeros(new Shape(2), DType.Int32, context);
+        var generator = model.Generator;
+        var start = generator.Offset;
+        StepOutput? output = null;
+        using (generator.OffsetsFrom(_streamBase))
+        {
+            _graph = context.Capture(() =>
+            {
+                using var scope = TensorScope.Begin();
+                var o = issue(_images, _labels);
+                output = new StepOutput(scope.Keep(o.Loss), scope.Keep(o.Correct));
+            });
+        }
+
+        // Capturing ran nothing: the streams it handed out are drawn again by each replay.
+        _streams = generator.Offset - start;
+        generator.Offset = start;
+        _output = output!;
+    }
+
+    public StepOutput Run(Tensor images, Tensor labels)
+    {
+        var ops = _model.Context.Ops;
+        ops.Copy(images, _images);
+        ops.Copy(labels, _labels);
+        if (_streams > 0)
+        {
+            var generator = _model.Generator;
+            _streamBase.CopyFrom<int>([(int)(uint)generator.Offset, (int)(uint)(generator.Offset >> 32)]);
+            generator.Offset += _streams;
+        }
+
+        _graph.Replay();
+        return _output;
+    }
+
+    public void Dispose()
+    {
+        _graph.Dispose();
+        foreach (var t in new[] { _output.Loss, _output.Correct, _images, _labels, _streamBase })
+        {
+            t.Dispose();
+        }
+    }
+}
+
 /// <summary>Where a step happened, for progress and for naming the step that diverged.</summary>
 public sealed record StepInfo(long Step, int Epoch, int Batch, int Prefix, int Images, bool LastOfBatch);
 
@@ -87,7 +213,7 @@ public sealed class StepWindow : IDisposable
     private readonly Tensor _correct;
     private readonly List<StepInfo> _steps = [];
 
-    public StepWindow(Backends.ComputeContext context, int capacity = 32)
+    public StepWindow(ComputeContext context, int capacity = 32)
     {
         ArgumentNullException.ThrowIfNull(context);
         Capacity = capacity;

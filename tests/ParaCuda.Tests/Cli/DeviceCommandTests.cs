@@ -48,6 +48,9 @@ public class DeviceCommandTests
         CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "emu", "--devices", "0,x"), "'x' is not a device number");
         CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "cuda:1", "--devices", "0,2"), "disagree");
         CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "emu", "--devices", "0,1", "--branch-exec", "batched"), "batched branches run on one device");
+        CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "cpu", "--graphs", "on"), "--graphs applies to CUDA devices");
+        CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "emu", "--branch-exec", "streams", "--graphs", "on"), "--branch-exec batched or serial with graphs");
+        CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "emu", "--devices", "0,1", "--graphs", "on"), "--branch-exec batched or serial with graphs");
         if (!CudaDriver.IsAvailable)
         {
             CommandRunner.AssertUserError(CommandRunner.Run("train", "--device", "cuda"), "--device emu");
@@ -57,17 +60,21 @@ public class DeviceCommandTests
     [TestCase("0", "serial")]
     [TestCase("0,0", "streams")]
     [TestCase("0", "batched")]
-    public void Train_runs_on_the_emulated_device_and_reports_its_memory(string devices, string execution)
+    [TestCase("0", "batched", "on")]
+    public void Train_runs_on_the_emulated_device_and_reports_its_memory(string devices, string execution, string graphs = "off")
     {
-        var output = Path.Combine(_dir, $"run-{devices.Replace(',', '-')}-{execution}");
+        var output = Path.Combine(_dir, $"run-{devices.Replace(',', '-')}-{execution}-{graphs}");
         var result = CommandRunner.Run(
-            "train", "--device", "emu", "--devices", devices, "--branch-exec", execution, "--dataset", "cifar10", "--data", _dir,
+            "train", "--device", "emu", "--devices", devices, "--branch-exec", execution, "--graphs", graphs, "--dataset", "cifar10", "--data", _dir,
             "--branches", "2", "--dim", "16", "--heads", "2", "--mlp-dim", "32", "--epochs", "1", "--batch", "18", "--out", output);
         Assert.That(result.Code, Is.Zero, result.Error);
         var epoch = EpochMetrics.ReadFile(Path.Combine(output, Trainer.MetricsFile)).Single();
         Assert.That(epoch.DevicePeakBytes, Is.GreaterThan(0), "peak device memory in the metrics");
         Assert.That(epoch.DeviceReservedBytes, Is.GreaterThanOrEqualTo(epoch.DevicePeakBytes), "held memory covers the peak");
-        Assert.That(CommandRunner.Run("eval", "--device", "emu", "--checkpoint", Path.Combine(output, Trainer.BestFile), "--dataset", "cifar10", "--data", _dir, "--json").Code, Is.Zero);
+        var logits = Path.Combine(output, "logits.npy");
+        var eval = CommandRunner.Run("eval", "--device", "emu", "--checkpoint", Path.Combine(output, Trainer.BestFile), "--dataset", "cifar10", "--data", _dir, "--json", "--batch", "4", "--graphs", graphs, "--logits", logits);
+        Assert.That(eval.Code, Is.Zero, eval.Error);
+        Assert.That(File.Exists(logits), "--logits wrote its file");
     }
 
     [Test]

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ParaCuda.Backends;
 using ParaCuda.Backends.Cuda;
 using ParaCuda.Data;
@@ -20,6 +21,44 @@ public abstract class GraphTests : CudaDeviceTests
     private ComputeContext Gpu => Backend.DefaultContext;
 
     private Tensor Up(float[] values, params int[] dims) => Tensor.FromArray(values, new Shape(dims), Gpu);
+
+    [Test]
+    public void Ops_that_read_pointer_tables_replay_on_the_current_inputs()
+    {
+        // Multi-tensor ops pass their tensors through a table uploaded as they launch. A capture uploads each table
+        // once, after it ends, so the table must sit where no captured work writes: here a block the capture
+        // filled with a decoy table (one that points at w) and freed just before the sum's table is made.
+        using var scope = TensorScope.Begin();
+        var (x, z, w) = (Up([1, 2, 3, 4], 4), Up([5, 6], 2), Up([100, 100, 100, 100], 4));
+        var granularity = Backend.Gpu.Properties.AllocationGranularity;
+        var decoyTable = new int[(Marshal.SizeOf<TensorSlice>() + granularity - 1) / granularity * granularity / 4];
+        MemoryMarshal.Write(MemoryMarshal.AsBytes(decoyTable.AsSpan()), new TensorSlice { Data = ((CudaStorage)w.Storage).Pointer, Count = 4 });
+        var decoy = Tensor.FromArray(decoyTable, new Shape(decoyTable.Length), Gpu);
+        Tensor? sum = null;
+        Tensor? squares = null;
+        using var graph = Gpu.Capture(() =>
+        {
+            using var inner = TensorScope.Begin();
+            using (var scratch = Tensor.Empty(decoy.Shape, DType.Int32, Gpu))
+            {
+                Gpu.Ops.Copy(decoy, scratch);
+            }
+
+            sum = inner.Keep(Tensor.Empty(new Shape(1), DType.Float32, Gpu));
+            Gpu.Ops.SumAll(x, sum);
+            squares = inner.Keep(Tensor.Empty(new Shape(2), DType.Float32, Gpu));
+            Gpu.Ops.SumOfSquares([x, z], [squares.NarrowView(0, 1), squares.NarrowView(1, 1)]);
+        });
+
+        for (var round = 1; round <= 3; round++)
+        {
+            x.CopyFrom<float>([round, 0, 0, 1]);
+            z.CopyFrom<float>([round, round]);
+            graph.Replay();
+            Assert.That(sum!.ToArray<float>(), Is.EqualTo(new[] { round + 1f }), $"replay {round}: sum");
+            Assert.That(squares!.ToArray<float>(), Is.EqualTo(new[] { (round * round) + 1f, 2f * round * round }), $"replay {round}: sums of squares");
+        }
+    }
 
     [Test]
     public void A_replay_runs_the_captured_work_on_the_current_inputs()

@@ -471,17 +471,21 @@ public abstract class OpsParityTests : CudaDeviceTests
     public void Adam_updates_every_tensor_in_one_launch(bool decoupled)
     {
         var hp = new AdamParameters(3e-3f, WeightDecay: 0.05f, DecoupledWeightDecay: decoupled);
-        long[] steps = [3, 7];
+        int[] counts = [2, 6];
         Shape[] shapes = [new(5000), new(33, 17)];
         var parameters = shapes.Select((s, i) => Rand.Tensor(s, 50 + i)).ToList();
         var grads = shapes.Select((s, i) => Rand.Tensor(s, 52 + i)).ToList();
         var m = shapes.Select((s, i) => Rand.Tensor(s, 54 + i, scale: 0.1)).ToList();
         var v = shapes.Select((s, i) => Tensor.FromArray(Rand.Values(s.NumElements, 56 + i, 0.01).Select(x => (float)Math.Abs(x)).ToArray(), s)).ToList();
         var (gp, gg, gm, gv) = (parameters.Select(Up).ToList(), grads.Select(Up).ToList(), m.Select(Up).ToList(), v.Select(Up).ToList());
-        s_cpu.AdamUpdate(parameters, grads, m, v, hp, steps);
-        G.AdamUpdate(gp, gg, gm, gv, hp, steps);
+        var steps = counts.Select(c => Tensor.FromArray([c], new Shape(1))).ToList();
+        var gsteps = steps.Select(Up).ToList();
+        var learningRate = Tensor.FromArray([hp.LearningRate * 2], new Shape(1));
+        s_cpu.AdamUpdate(parameters, grads, m, v, hp, steps, learningRate);
+        G.AdamUpdate(gp, gg, gm, gv, hp, gsteps, Up(learningRate));
         for (var t = 0; t < shapes.Length; t++)
         {
+            Assert.That(gsteps[t].ToArray<int>(), Is.EqualTo(new[] { counts[t] + 1 }), $"step count {t}");
             Same(gp[t], parameters[t], Tolerance, $"param {t}");
             Same(gm[t], m[t], Tolerance, $"m {t}");
             Same(gv[t], v[t], Tolerance, $"v {t}");

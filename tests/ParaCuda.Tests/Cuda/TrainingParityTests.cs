@@ -68,6 +68,29 @@ public abstract class TrainingParityTests : CudaDeviceTests
         StepSnapshots.AssertClose(StepSnapshots.Train(main, null, steps, batched: true), StepSnapshots.Train(main, null, steps), steps, 1e-5, "batched against one stream");
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void Captured_steps_give_the_numbers_of_steps_issued_one_by_one(bool batched)
+    {
+        // Each kind of step three times (run eagerly, captured, replayed), with dropout everywhere: a replay that
+        // reused the capture's step counts, dropout streams or batch would drift from the eager run.
+        var batch = new LpaSchedule().Passes(0, 1, 1, s_tiny.Branches).SelectMany(p => p.Steps).ToList();
+        var steps = Enumerable.Repeat(batch, 3).SelectMany(s => s).ToList();
+        var config = s_tiny with { Dropout = 0.1f, EmbeddingDropout = 0.1f };
+        var main = Backend.DefaultContext;
+        var eager = StepSnapshots.Train(main, null, steps, batched, config: config);
+        StepSnapshots.AssertIdentical(StepSnapshots.Train(main, null, steps, batched, graphs: true, config: config), eager, "graphs");
+    }
+
+    [Test]
+    public void Graphs_with_a_stream_per_branch_are_refused_before_training()
+    {
+        using var model = ModelFactory.Create(s_tiny, ModuleInit.Create(1, Backend.DefaultContext), Enumerable.Range(0, s_tiny.Branches).Select(b => Backend.CreateContext($"branch {b}")).ToList());
+        var data = Synthetic.Create(8, 10, 1, 28, seed: 1);
+        var error = Assert.Throws<ArgumentException>(() => new Trainer(model, new TrainOptions { Graphs = true }, new TrainData(data, data, data, Transform.Reference(1, 28, false), Transform.Reference(1, 28, false)), Path.GetTempPath()));
+        Assert.That(error!.Message, Does.Contain("--branch-exec serial or batched"));
+    }
+
     [Test]
     public void An_epoch_of_the_trainer_matches_the_cpu_run()
     {
@@ -129,4 +152,20 @@ public sealed class GpuTrainingParityTests : TrainingParityTests
     private protected override string? UnavailableReason => CudaDevices.GpuUnavailable();
 
     private protected override CudaBackend Open(GemmPrecision precision = GemmPrecision.Fp32, int index = 0) => CudaDevices.Gpu(precision, index);
+}
+
+[Category("Emulator")]
+public sealed class TempRepro : CudaDeviceTests
+{
+    private protected override string? UnavailableReason => CudaDevices.EmulatorUnavailable();
+
+    private protected override CudaBackend Open(GemmPrecision precision = GemmPrecision.Fp32, int index = 0) => CudaDevices.Emulated(1, precision, index);
+
+    [Test]
+    public void Repro()
+    {
+        var config = new ModelConfig { ImageSize = 28, Channels = 1, Patch = 7, Classes = 10, Dim = 32, Heads = 2, MlpDim = 64, Branches = 2, BranchDepth = 1, Depth = 2 };
+        var steps = Enumerable.Repeat(new TrainStep(2, Clip: true), 4).ToList();
+        StepSnapshots.Train(Backend.DefaultContext, null, steps, false, graphs: true, config: config);
+    }
 }

@@ -44,10 +44,12 @@ public class OptimizerTests
         var (m, v) = (new double[n], new double[n]);
         var tp = Rand.Tensor(p, new Shape(n));
         var (tm, tv) = (Tensor.Zeros(new Shape(n)), Tensor.Zeros(new Shape(n)));
+        var count = Tensor.Zeros(new Shape(1), DType.Int32);
         for (var step = 1; step <= 4; step++)
         {
             var g = Rand.Values(n, 10 + step);
-            s_ops.AdamUpdate([tp], [Rand.Tensor(g, new Shape(n))], [tm], [tv], hp, [step]);
+            s_ops.AdamUpdate([tp], [Rand.Tensor(g, new Shape(n))], [tm], [tv], hp, [count]);
+            Assert.That(count.ToArray<int>()[0], Is.EqualTo(step), "the op advances the step count");
             for (var i = 0; i < n; i++)
             {
                 if (decoupled)
@@ -69,5 +71,22 @@ public class OptimizerTests
 
         Close.Check(tp.ToArray<float>(), p, 1e-6, "parameters");
         Close.Check(tv.ToArray<float>(), v, 1e-5, "second moments");
+    }
+
+    [Test]
+    public void AdamUpdate_takes_the_learning_rate_from_the_tensor_when_given_one()
+    {
+        using var scope = TensorScope.Begin();
+        const int n = 50;
+        float[] Update(AdamParameters hp, Tensor? learningRate)
+        {
+            var p = Rand.Tensor(new Shape(n), 3);
+            s_ops.AdamUpdate([p], [Rand.Tensor(new Shape(n), 4)], [Tensor.Zeros(new Shape(n))], [Tensor.Zeros(new Shape(n))], hp, [Tensor.Zeros(new Shape(1), DType.Int32)], learningRate);
+            return p.ToArray<float>();
+        }
+
+        var given = Update(new AdamParameters(5f, WeightDecay: 0.1f, DecoupledWeightDecay: true), Tensor.FromArray([1e-2f], new Shape(1)));
+        Assert.That(given, Is.EqualTo(Update(new AdamParameters(1e-2f, WeightDecay: 0.1f, DecoupledWeightDecay: true), null)));
+        Assert.That(given, Is.Not.EqualTo(Update(new AdamParameters(5f, WeightDecay: 0.1f, DecoupledWeightDecay: true), null)));
     }
 }

@@ -41,8 +41,11 @@ public class ShapeErrorTests
         yield return Case("AssembleTokens", "pos", () => s_ops.AssembleTokens(T(2, 4, 8), T(8), T(4, 8), T(2, 5, 8)));
         yield return Case("PoolTokens", "[2, 8]", () => s_ops.PoolTokens(T(2, 5, 8), Pooling.Cls, T(2, 5)));
         yield return Case("GlobalNorm", "norm", () => s_ops.GlobalNorm([T(3)], T(2)));
-        yield return Case("AdamUpdate", "steps", () => s_ops.AdamUpdate([T(3)], [T(3)], [T(3)], [T(3)], new AdamParameters(1e-3f), [0]));
-        yield return Case("AdamUpdate", "grads[0]", () => s_ops.AdamUpdate([T(3)], [T(4)], [T(3)], [T(3)], new AdamParameters(1e-3f), [1]));
+        yield return Case("AdamUpdate", "steps[0] must have one element", () => s_ops.AdamUpdate([T(3)], [T(3)], [T(3)], [T(3)], new AdamParameters(1e-3f), [L(2)]));
+        yield return Case("AdamUpdate", "Int32", () => s_ops.AdamUpdate([T(3)], [T(3)], [T(3)], [T(3)], new AdamParameters(1e-3f), [T(1)]));
+        yield return Case("AdamUpdate", "learningRate", () => s_ops.AdamUpdate([T(3)], [T(3)], [T(3)], [T(3)], new AdamParameters(1e-3f), [L(1)], T(2)));
+        yield return Case("AdamUpdate", "grads[0]", () => s_ops.AdamUpdate([T(3)], [T(4)], [T(3)], [T(3)], new AdamParameters(1e-3f), [L(1)]));
+        yield return Case("Dropout", "offsetBase", () => s_ops.Dropout(T(3), T(3), 0.5f, 0, 0, L(3)));
     }
 
     [TestCaseSource(nameof(BadCalls))]

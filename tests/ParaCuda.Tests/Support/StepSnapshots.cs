@@ -16,25 +16,32 @@ internal static class StepSnapshots
     public static ModelConfig Tiny { get; } = Presets.ForData(Presets.Get("tiny").Model, 28, 1, 10);
 
     /// <summary>
-    /// The tiny model trained on one fixed random batch: after each step, its loss and every parameter. The
-    /// snapshots are device copies, each on its tensor's own stream, read only when all steps are issued: the
-    /// host never synchronises between steps, as in training, so a missing wait between streams shows.
+    /// The tiny model (or <paramref name="config"/>) trained on two fixed random batches, taken in turn: after each
+    /// step, its loss and every parameter. The snapshots are device copies, each on its tensor's own stream, read
+    /// only when all steps are issued: the host never synchronises between steps, as in training, so a missing
+    /// wait between streams shows. With <paramref name="graphs"/>, steps are captured and replayed where the
+    /// context can (and the run fails unless some were).
     /// </summary>
-    public static List<(double Loss, List<string> Names, List<float[]> Parameters)> Train(ComputeContext main, IReadOnlyList<ComputeContext>? branches, List<TrainStep> steps, bool batched = false)
+    public static List<(double Loss, List<string> Names, List<float[]> Parameters)> Train(ComputeContext main, IReadOnlyList<ComputeContext>? branches, List<TrainStep> steps, bool batched = false, bool graphs = false, ModelConfig? config = null)
     {
         using var scope = TensorScope.Begin();
-        using var model = ModelFactory.Create(Tiny, ModuleInit.Create(7, main, batchedBranches: batched), branches);
-        var options = new TrainOptions { LearningRate = 1e-3f };
+        using var model = ModelFactory.Create(config ?? Tiny, ModuleInit.Create(7, main, batchedBranches: batched), branches);
+        var options = new TrainOptions { LearningRate = 1e-3f, Graphs = graphs };
         using var optimizer = new Adam(model.NamedParameters(), new AdamParameters(options.LearningRate));
-        var step = new TrainingStep(model, optimizer, options);
-        var images = Tensor.FromArray(Rand.Values(Batch * 28 * 28, 8).Select(v => (float)v).ToArray(), new Shape(Batch, 1, 28, 28), main);
-        var labels = Tensor.FromArray(Rand.Labels(Batch, 10, 9), new Shape(Batch), main);
+        using var step = new TrainingStep(model, optimizer, options);
+        var images = Enumerable.Range(0, 2).Select(i => Tensor.FromArray(Rand.Values(Batch * 28 * 28, 8 + i).Select(v => (float)v).ToArray(), new Shape(Batch, 1, 28, 28), main)).ToArray();
+        var labels = Enumerable.Range(0, 2).Select(i => Tensor.FromArray(Rand.Labels(Batch, 10, 9 + i), new Shape(Batch), main)).ToArray();
         var named = model.NamedParameters().ToList();
         var snapshots = new List<(Tensor Loss, List<Tensor> Parameters)>();
-        foreach (var s in steps)
+        foreach (var (s, i) in steps.Select((s, i) => (s, i)))
         {
-            var output = step.Run(images, labels, s);
-            snapshots.Add((output.Loss, named.Select(n => n.Parameter.Clone()).ToList()));
+            var output = step.Run(images[i % 2], labels[i % 2], s);
+            snapshots.Add((output.Loss.Clone(), named.Select(n => n.Parameter.Clone()).ToList()));
+        }
+
+        if (graphs && main.CanCapture)
+        {
+            Assert.That(step.GraphCount, Is.Positive, "no step was captured: the run compared nothing");
         }
 
         var names = named.Select(n => n.Name).ToList();

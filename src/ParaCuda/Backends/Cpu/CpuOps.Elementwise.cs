@@ -151,8 +151,14 @@ internal sealed unsafe partial class CpuOps
         }
     }
 
-    protected override void DropoutCore(Tensor x, Tensor y, float p, ulong seed, ulong offset)
+    protected override void DropoutCore(Tensor x, Tensor y, float p, ulong seed, ulong offset, Tensor? offsetBase)
     {
+        if (offsetBase is not null)
+        {
+            var words = I(offsetBase);
+            offset += (uint)words[0] | ((ulong)(uint)words[1] << 32);
+        }
+
         float* px = F(x), py = F(y);
         var scale = 1f / (1f - p);
         var n = Count(x);

@@ -26,16 +26,18 @@ internal sealed unsafe partial class CpuOps
         }
     }
 
-    protected override void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<long> steps)
+    protected override void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<Tensor> steps, Tensor? learningRate)
     {
         // torch.optim.Adam's arithmetic: p -= (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps).
-        var decay = hp.DecoupledWeightDecay ? 1f - (hp.LearningRate * hp.WeightDecay) : 1f;
+        var lr = learningRate is null ? hp.LearningRate : F(learningRate)[0];
+        var decay = hp.DecoupledWeightDecay ? 1f - (lr * hp.WeightDecay) : 1f;
         var l2 = hp.DecoupledWeightDecay ? 0f : hp.WeightDecay;
         for (var t = 0; t < parameters.Count; t++)
         {
-            var bc1 = 1.0 - Math.Pow(hp.Beta1, steps[t]);
-            var bc2 = 1.0 - Math.Pow(hp.Beta2, steps[t]);
-            var stepSize = (float)(hp.LearningRate / bc1);
+            var step = ++I(steps[t])[0];
+            var bc1 = 1.0 - Math.Pow(hp.Beta1, step);
+            var bc2 = 1.0 - Math.Pow(hp.Beta2, step);
+            var stepSize = (float)(lr / bc1);
             var bc2Sqrt = (float)Math.Sqrt(bc2);
             float* pp = F(parameters[t]), pg = F(grads[t]), pm = F(m[t]), pv = F(v[t]);
             CpuParallel.For(Count(parameters[t]), 12, (i0, i1) =>

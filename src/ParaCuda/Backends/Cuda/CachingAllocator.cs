@@ -66,7 +66,12 @@ internal sealed class CachingAllocator(CudaBackend backend) : IDisposable
         }
     }
 
-    public Block Allocate(long bytes, CudaContext context)
+    /// <summary>
+    /// A block for <paramref name="context"/>. During a capture, <paramref name="unshared"/> asks for one that no
+    /// captured work has used, for data written once after the capture and read by every replay (a kernel table):
+    /// a block freed earlier in the capture is rewritten by the work that used it on each replay.
+    /// </summary>
+    public Block Allocate(long bytes, CudaContext context, bool unshared = false)
     {
         var granularity = backend.Gpu.Properties.AllocationGranularity;
         var size = (Math.Max(bytes, 1) + granularity - 1) / granularity * granularity;
@@ -81,7 +86,7 @@ internal sealed class CachingAllocator(CudaBackend backend) : IDisposable
                     throw new InvalidOperationException($"{context} allocates while a graph is captured on {pool.Context}: a graph holds the work of one stream");
                 }
 
-                if (pool.Free.TryGetValue(size, out var own) && own.TryPop(out var reused))
+                if (!unshared && pool.Free.TryGetValue(size, out var own) && own.TryPop(out var reused))
                 {
                     block = reused;
                 }

@@ -12,6 +12,9 @@ public sealed class CudaContext : ComputeContext, IDisposable
     private readonly Lazy<nint> _blas;
     private readonly Lazy<HostStaging> _staging;
 
+    /// <summary>While a graph is captured: the tables its kernels read, uploaded once the capture ends.</summary>
+    private List<(Tensor Table, byte[] Bytes)>? _capturedTables;
+
     internal CudaContext(CudaBackend backend, string name)
         : base(backend, name)
     {
@@ -71,6 +74,8 @@ public sealed class CudaContext : ComputeContext, IDisposable
             throw;
         }
 
+        var tables = _capturedTables = [];
+
         nint graph;
         try
         {
@@ -85,7 +90,9 @@ public sealed class CudaContext : ComputeContext, IDisposable
             }
             finally
             {
+                _capturedTables = null;
                 allocator.EndCapture();
+                DisposeAll(tables);
                 allocator.ReleasePool(pool);
             }
 
@@ -98,10 +105,17 @@ public sealed class CudaContext : ComputeContext, IDisposable
         }
         finally
         {
+            _capturedTables = null;
             allocator.EndCapture();
         }
 
-        return new CudaGraph(this, graph, pool);
+        // Each table once, before the first replay: the graph's kernels read them where the capture put them.
+        foreach (var (table, bytes) in tables)
+        {
+            Upload(bytes, ((CudaStorage)table.Storage).Pointer);
+        }
+
+        return new CudaGraph(this, graph, pool, [.. tables.Select(t => t.Table)]);
     }
 
     public override double Time(Action body)
@@ -155,15 +169,37 @@ public sealed class CudaContext : ComputeContext, IDisposable
     /// <summary>Copies host bytes to <paramref name="destination"/> on this stream without waiting for the stream.</summary>
     internal void Upload(ReadOnlySpan<byte> bytes, ulong destination) => _staging.Value.Copy(bytes, destination);
 
-    /// <summary>A device tensor holding <paramref name="values"/>, ordered on this stream (a kernel's table).</summary>
+    /// <summary>
+    /// A device tensor holding <paramref name="values"/>, ordered on this stream (a kernel's table). While a graph is
+    /// captured, the graph keeps the table's memory for its replays (the caller's tensor is a view of it), in a block
+    /// no other captured work touches, and the bytes go up once the capture ends: a captured upload would replay
+    /// from a staging slot long since reused.
+    /// </summary>
     internal Tensor Table<T>(ReadOnlySpan<T> values)
         where T : unmanaged
     {
         var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values);
         using var unscoped = TensorScope.Unscoped();
-        var table = Tensor.Empty(new Shape((bytes.Length + 3) / 4), DType.Int32, this);
+        var shape = new Shape((bytes.Length + 3) / 4);
+        if (_capturedTables is { } captured)
+        {
+            var held = Tensor.OnStorage(new CudaStorage(Cuda, Cuda.Allocator.Allocate(shape.NumElements * 4, this, unshared: true), shape.NumElements * 4), shape, DType.Int32, this);
+            captured.Add((held, bytes.ToArray()));
+            return held.NarrowView(0, shape[0]);
+        }
+
+        var table = Tensor.Empty(shape, DType.Int32, this);
+
         Upload(bytes, ((CudaStorage)table.Storage).Pointer);
         return table;
+    }
+
+    private static void DisposeAll(List<(Tensor Table, byte[] Bytes)> tables)
+    {
+        foreach (var (table, _) in tables)
+        {
+            table.Dispose();
+        }
     }
 
     private sealed class CudaEvent(CudaContext owner, nint handle) : ContextEvent
@@ -272,7 +308,7 @@ internal sealed unsafe class HostStaging : IDisposable
 }
 
 /// <summary>A graph of one CUDA stream's work and the memory it replays into.</summary>
-internal sealed class CudaGraph(CudaContext context, nint graph, GraphPool pool) : ContextGraph
+internal sealed class CudaGraph(CudaContext context, nint graph, GraphPool pool, Tensor[] tables) : ContextGraph
 {
     private bool _disposed;
 
@@ -287,6 +323,11 @@ internal sealed class CudaGraph(CudaContext context, nint graph, GraphPool pool)
         if (!_disposed && disposing && !context.Cuda.IsDisposed)
         {
             context.Gpu.DestroyGraph(graph);
+            foreach (var table in tables)
+            {
+                table.Dispose();
+            }
+
             context.Cuda.Allocator.ReleasePool(pool);
         }
 

@@ -119,8 +119,8 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         }
     }
 
-    protected override void DropoutCore(Tensor x, Tensor y, float p, ulong seed, ulong offset) =>
-        Run("dropout.cu", "dropout_forward", Grid((x.NumElements + 3) / 4), P(x), x.NumElements, p, seed, offset, P(y));
+    protected override void DropoutCore(Tensor x, Tensor y, float p, ulong seed, ulong offset, Tensor? offsetBase) =>
+        Run("dropout.cu", "dropout_forward", Grid((x.NumElements + 3) / 4), P(x), x.NumElements, p, seed, offset, P(offsetBase), P(y));
 
     protected override void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
@@ -336,38 +336,35 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         }
     }
 
-    protected override void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<long> steps)
+    protected override void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<Tensor> steps, Tensor? learningRate)
     {
         var slices = new AdamSlice[parameters.Count];
         var accesses = new List<BufferAccess>();
         var blocks = 0;
         for (var t = 0; t < parameters.Count; t++)
         {
-            // The bias corrections in double, as the CPU op computes them.
             slices[t] = new AdamSlice
             {
                 Param = P(parameters[t]),
                 Grad = P(grads[t]),
                 M = P(m[t]),
                 V = P(v[t]),
+                Step = P(steps[t]),
                 Count = parameters[t].NumElements,
-                StepSize = (float)(hp.LearningRate / (1.0 - Math.Pow(hp.Beta1, steps[t]))),
-                Bc2Sqrt = (float)Math.Sqrt(1.0 - Math.Pow(hp.Beta2, steps[t])),
                 FirstBlock = blocks,
             };
-            accesses.AddRange([new(slices[t].Param, true), new(slices[t].Grad, false), new(slices[t].M, true), new(slices[t].V, true)]);
+            accesses.AddRange([new(slices[t].Param, true), new(slices[t].Grad, false), new(slices[t].M, true), new(slices[t].V, true), new(slices[t].Step, true)]);
             blocks += KernelTables.Blocks(parameters[t].NumElements);
         }
 
-        if (blocks == 0)
+        if (parameters.Count == 0)
         {
             return;
         }
 
-        var decay = hp.DecoupledWeightDecay ? 1f - (hp.LearningRate * hp.WeightDecay) : 1f;
-        var l2 = hp.DecoupledWeightDecay ? 0f : hp.WeightDecay;
         using var table = context.Table<AdamSlice>(slices);
-        context.Launch(Backend.Kernel("adam.cu", "adam_update"), new Dim3((uint)blocks), new Dim3(Threads), 0, [.. accesses], P(table), parameters.Count, KernelTables.ElementsPerBlock, hp.Beta1, hp.Beta2, hp.Epsilon, decay, l2);
+        context.Launch(Backend.Kernel("adam.cu", "adam_update"), new Dim3((uint)blocks), new Dim3(Threads), 0, [.. accesses], P(table), parameters.Count, KernelTables.ElementsPerBlock, P(learningRate), hp.LearningRate, hp.Beta1, hp.Beta2, hp.Epsilon, hp.WeightDecay, hp.DecoupledWeightDecay);
+        context.Launch(Backend.Kernel("adam.cu", "adam_count"), Grid(parameters.Count), new Dim3(Threads), 0, [.. accesses], P(table), parameters.Count);
     }
 
     private static TensorOpException Unsupported(string op, Tensor t) => new(op, $"{t.DType} is not supported on the CUDA backend yet");

@@ -33,9 +33,8 @@ internal struct AdamSlice
     public ulong Grad;
     public ulong M;
     public ulong V;
+    public ulong Step;
     public long Count;
-    public float StepSize;
-    public float Bc2Sqrt;
     public int FirstBlock;
     public int Pad;
 }

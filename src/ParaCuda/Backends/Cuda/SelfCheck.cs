@@ -56,9 +56,10 @@ public static class SelfCheck
             }),
             ("dropout", Float32, s =>
             {
-                var y = s.Out(999);
+                var (y, shifted) = (s.Out(999), s.Out(999));
                 s.Ops.Dropout(s.Random(999), y, 0.25f, 123, 4);
-                return [y];
+                s.Ops.Dropout(s.Random(999), shifted, 0.25f, 123, 4, offsetBase: s.Ints(5, 1));
+                return [y, shifted];
             }),
             ("GEMM, batched GEMM", gemm, s =>
             {
@@ -121,8 +122,9 @@ public static class SelfCheck
                 List<Tensor> parameters = [s.Random(300), s.Random(7, 9)];
                 List<Tensor> m = [s.Random(300), s.Random(7, 9)];
                 List<Tensor> v = [s.Positive(300), s.Positive(7, 9)];
-                s.Ops.AdamUpdate(parameters, grads, m, v, new AdamParameters(1e-3f, WeightDecay: 0.01f, DecoupledWeightDecay: true), [3, 3]);
-                return [norm, .. grads, .. parameters, .. m, .. v];
+                List<Tensor> steps = [s.Ints(2), s.Ints(40)];
+                s.Ops.AdamUpdate(parameters, grads, m, v, new AdamParameters(1f, WeightDecay: 0.01f, DecoupledWeightDecay: true), steps, s.Scalar(1e-3f));
+                return [norm, .. grads, .. parameters, .. m, .. v, .. steps];
             }),
             ("image transform, patchify, tokens, pooling", Float32, s =>
             {
@@ -186,6 +188,10 @@ public static class SelfCheck
         public Tensor Random(params int[] dims) => Tensor.FromArray(Values(dims, x => (float)((x * 2) - 1)), new Shape(dims), context);
 
         public Tensor Positive(params int[] dims) => Tensor.FromArray(Values(dims, x => (float)(x + 0.1)), new Shape(dims), context);
+
+        public Tensor Ints(params int[] values) => Tensor.FromArray(values, new Shape(values.Length), context);
+
+        public Tensor Scalar(float value) => Tensor.FromArray([value], new Shape(1), context);
 
         public Tensor Labels(int n, int classes)
         {
