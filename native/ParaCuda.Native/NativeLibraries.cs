@@ -5,7 +5,7 @@ using System.Runtime.InteropServices;
 namespace ParaCuda.Native;
 
 /// <summary>
-/// Maps the short library names used by the bindings ("cuda", "nvrtc", "cublas") to the versioned files that
+/// Maps the short library names used by the bindings ("cuda", "nvrtc", "cublas", "cublasLt") to the versioned files that
 /// driver and toolkit installs actually ship, trying each candidate in order: by name (the loader's search
 /// path), then in the toolkit folders ($CUDA_HOME, $CUDA_PATH, /usr/local/cuda). The choice is made once per
 /// name, so the probe that reports a library and the bindings that call it use the same file.
@@ -18,6 +18,8 @@ internal static unsafe class NativeLibraries
 
     public const string Cublas = "cublas";
 
+    public const string CublasLt = "cublasLt";
+
     private static readonly Dictionary<string, string[]> s_candidates = new()
     {
         [Driver] = OperatingSystem.IsWindows() ? ["nvcuda.dll"] : ["libcuda.so.1", "libcuda.so"],
@@ -28,6 +30,9 @@ internal static unsafe class NativeLibraries
         [Cublas] = OperatingSystem.IsWindows()
             ? ["cublas64_13.dll", "cublas64_12.dll", "cublas64_11.dll"]
             : ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"],
+        [CublasLt] = OperatingSystem.IsWindows()
+            ? ["cublasLt64_13.dll", "cublasLt64_12.dll", "cublasLt64_11.dll"]
+            : ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so"],
     };
 
     private static readonly ConcurrentDictionary<string, Lazy<(IntPtr Handle, string Tried)>> s_chosen = new();

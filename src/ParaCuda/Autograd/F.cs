@@ -156,15 +156,7 @@ public static partial class F
                 ctx.Ops.Gemm(g2, weight, dx2, beta: tx.Accumulate ? 1f : 0f);
             }
 
-            if (sink.Target(1) is { Tensor: { } dw } tw)
-            {
-                ctx.Ops.Gemm(g2, x2, dw, transA: true, beta: tw.Accumulate ? 1f : 0f);
-            }
-
-            if (sink.Target(2) is { Tensor: not null } tb)
-            {
-                ctx.Ops.SumRows(g2, tb);
-            }
+            ctx.Ops.WeightGrad(g2, x2, sink.Target(1), sink.Target(2));
         });
     }
 
@@ -200,15 +192,7 @@ public static partial class F
                 ctx.Ops.BatchedGemm(g3, weight, dx3, beta: tx.Accumulate ? 1f : 0f);
             }
 
-            if (sink.Target(1) is { Tensor: { } dw } tw)
-            {
-                ctx.Ops.BatchedGemm(g3, x3, dw, transA: true, beta: tw.Accumulate ? 1f : 0f);
-            }
-
-            if (sink.Target(2) is { Tensor: not null } tb)
-            {
-                ctx.Ops.SumRows(g3, tb);
-            }
+            ctx.Ops.WeightGrad(g3, x3, sink.Target(1), sink.Target(2));
         });
     }
 

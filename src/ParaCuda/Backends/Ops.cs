@@ -274,6 +274,38 @@ public abstract class Ops
         BatchedGemmCore(a, b, cOut, transA, transB, alpha, beta, bias);
     }
 
+    /// <summary>
+    /// A linear layer's parameter gradients from its output gradient dy [rows, out] and input x [rows, in]:
+    /// dw [out, in] (+)= dyᵀ·x and dbias [out] (+)= Σ over the rows of dy. With dy [G, rows, out] and x [G, rows, in]
+    /// (branches batched), dw is [G, out, in] and dbias [G, out], each group on its own. Either output may be
+    /// <see cref="GradOut.None"/>. One pass where the backend can (the CUDA backend's cuBLASLt bias-gradient epilogue).
+    /// </summary>
+    public void WeightGrad(Tensor dy, Tensor x, GradOut dw, GradOut dbias)
+    {
+        ArgumentNullException.ThrowIfNull(dy);
+        ArgumentNullException.ThrowIfNull(x);
+        var c = Check(nameof(WeightGrad));
+        c.Tensor("dy", dy);
+        c.Tensor("x", x);
+        c.That(dy.Rank is 2 or 3 && x.Rank == dy.Rank && dy.Shape[0] == x.Shape[0] && (dy.Rank == 2 || dy.Shape[1] == x.Shape[1]),
+            $"dy {dy.Shape} and x {x.Shape} must be [rows, out] and [rows, in] (or [G, rows, …] both)");
+        var grouped = dy.Rank == 3;
+        var (outFeatures, inFeatures) = (dy.Shape[-1], x.Shape[-1]);
+        if (dw.Tensor is { } w)
+        {
+            c.Tensor("dw", w);
+            c.Shape("dw", w, grouped ? new Shape(dy.Shape[0], outFeatures, inFeatures) : new Shape(outFeatures, inFeatures), $"dy {dy.Shape}, x {x.Shape}");
+        }
+
+        if (dbias.Tensor is { } b)
+        {
+            c.Tensor("dbias", b);
+            c.Shape("dbias", b, grouped ? new Shape(dy.Shape[0], outFeatures) : new Shape(outFeatures), $"dy {dy.Shape}");
+        }
+
+        WeightGradCore(dy, x, dw, dbias);
+    }
+
     /// <summary>out[j] (+)= Σ_i x[i, j] over the rows of x [*, n] (a bias gradient); with out [G, n] and x [G, …, n], each group's rows on their own.</summary>
     public void SumRows(Tensor x, GradOut output)
     {
@@ -714,6 +746,28 @@ public abstract class Ops
     protected abstract void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias);
 
     protected abstract void SumRowsCore(Tensor x, GradOut output);
+
+    /// <summary>The weight-gradient GEMM, then the bias gradient's column sums: backends that fuse them override this.</summary>
+    protected virtual void WeightGradCore(Tensor dy, Tensor x, GradOut dw, GradOut dbias)
+    {
+        if (dw.Tensor is { } w)
+        {
+            var beta = dw.Accumulate ? 1f : 0f;
+            if (dy.Rank == 3)
+            {
+                BatchedGemmCore(dy, x, w, transA: true, transB: false, 1f, beta, null);
+            }
+            else
+            {
+                GemmCore(dy, x, w, transA: true, transB: false, 1f, beta, null);
+            }
+        }
+
+        if (dbias.Tensor is not null)
+        {
+            SumRowsCore(dy, dbias);
+        }
+    }
 
     protected abstract void LayerNormCore(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd);
 

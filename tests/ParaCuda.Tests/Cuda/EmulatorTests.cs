@@ -259,6 +259,25 @@ public class EmulatorTests
     }
 
     [Test]
+    public void The_epilogues_add_a_bias_per_row_and_sum_op_b_over_k_per_column()
+    {
+        // cuBLASLt's contract, column-major: op(A) 2×3, op(B) = Bᵀ 3×2 (B stored 2×3), D 2×2.
+        using var backend = Planted(1);
+        using var scope = TensorScope.Begin();
+        var ctx = Context(backend);
+        var a = Tensor.FromArray([1f, 4f, 2f, 5f, 3f, 6f], new Shape(6), ctx); // columns (1, 4), (2, 5), (3, 6)
+        var b = Tensor.FromArray([1f, 10f, 2f, 20f, 3f, 30f], new Shape(6), ctx); // B = [[1, 2, 3], [10, 20, 30]]
+        var call = new GemmCall(false, true, 2, 2, 3, 1f, P(a), 2, 0, P(b), 2, 0, 0f, 0, 2, 0, 1, false);
+        var (d, bias) = (Tensor.Full(new Shape(4), float.NaN, DType.Float32, ctx), Tensor.FromArray([100f, 200f], new Shape(2), ctx));
+        Assert.That(backend.Gpu.GemmEpilogue(ctx.Blas, call with { C = P(d) }, LtEpilogue.Bias, P(bias), 0), Is.True);
+        Assert.That(d.ToArray<float>(), Is.EqualTo(new[] { 14f + 100f, 32f + 200f, 140f + 100f, 320f + 200f }), "D[i, j] = Σ A[i, l]·B[j, l] + bias[i]");
+        var gradient = Tensor.Full(new Shape(2), float.NaN, DType.Float32, ctx);
+        Assert.That(backend.Gpu.GemmEpilogue(ctx.Blas, call with { C = P(d) }, LtEpilogue.BiasGradientB, P(gradient), 0), Is.True);
+        Assert.That(gradient.ToArray<float>(), Is.EqualTo(new[] { 6f, 60f }), "vector[j] = Σ_k op(B)[k, j], one per column of D");
+        Assert.That(d.ToArray<float>(), Is.EqualTo(new[] { 14f, 32f, 140f, 320f }), "and D the plain product");
+    }
+
+    [Test]
     public void A_tensor_core_kernel_with_the_wrong_fragment_layout_computes_wrong_numbers()
     {
         // The natural slip: handing the scores' accumulator fragment to P·V as if it were in the A layout.

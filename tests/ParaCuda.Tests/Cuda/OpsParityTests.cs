@@ -176,6 +176,53 @@ public abstract class OpsParityTests : CudaDeviceTests
         s_cpu.BatchedGemm(ba, bb, bc, transA, transB, alpha: 2f, beta: 0.25f);
         G.BatchedGemm(Up(ba), Up(bb), gbc, transA, transB, alpha: 2f, beta: 0.25f);
         Same(gbc, bc, Tolerance, "batched");
+
+        // A bias per batch entry: cuBLASLt's bias epilogue with a batch stride on a GPU.
+        var bbias = Rand.Tensor(new Shape(batch, n), 18);
+        s_cpu.BatchedGemm(ba, bb, bc, transA, transB, beta: 0.5f, bias: bbias);
+        G.BatchedGemm(Up(ba), Up(bb), gbc, transA, transB, beta: 0.5f, bias: Up(bbias));
+        Same(gbc, bc, Tolerance, "batched, with a bias per batch entry");
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void Weight_and_bias_gradients_in_one_pass_match_the_gemm_and_the_column_sums(bool grouped)
+    {
+        // The fused path (cuBLASLt's bias-gradient epilogue on a GPU) against the CPU and against the unfused device
+        // ops; then accumulating into dw (still fused), and into dbias (the unfused path).
+        const int groups = 3, rows = 45, outFeatures = 19, inFeatures = 27;
+        Shape Of(params int[] dims) => grouped ? new Shape([groups, .. dims]) : new Shape(dims);
+        var (dy, x) = (Rand.Tensor(Of(rows, outFeatures), 61), Rand.Tensor(Of(rows, inFeatures), 62));
+        var (gdy, gx) = (Up(dy), Up(x));
+        var (dw, dbias) = (Tensor.Empty(Of(outFeatures, inFeatures)), Tensor.Empty(Of(outFeatures)));
+        s_cpu.WeightGrad(dy, x, dw, dbias);
+        var (gdw, gdbias) = (Out(dw.Shape), Out(dbias.Shape));
+        G.WeightGrad(gdy, gx, gdw, gdbias);
+        Same(gdw, dw, Tolerance, "dw");
+        Same(gdbias, dbias, Tolerance, "dbias");
+
+        var (udw, udbias) = (Out(dw.Shape), Out(dbias.Shape));
+        if (grouped)
+        {
+            G.BatchedGemm(gdy, gx, udw, transA: true);
+        }
+        else
+        {
+            G.Gemm(gdy, gx, udw, transA: true);
+        }
+
+        G.SumRows(gdy, udbias);
+        Same(gdw, Tensor.FromArray(udw.ToArray<float>(), udw.Shape), Tolerance, "dw, fused against unfused");
+        Same(gdbias, Tensor.FromArray(udbias.ToArray<float>(), udbias.Shape), Tolerance, "dbias, fused against unfused");
+
+        s_cpu.WeightGrad(dy, x, new GradOut(dw, Accumulate: true), dbias);
+        G.WeightGrad(gdy, gx, new GradOut(gdw, Accumulate: true), gdbias);
+        Same(gdw, dw, Tolerance, "dw accumulated");
+        Same(gdbias, dbias, Tolerance, "dbias beside an accumulated dw");
+        s_cpu.WeightGrad(dy, x, dw, new GradOut(dbias, Accumulate: true));
+        G.WeightGrad(gdy, gx, gdw, new GradOut(gdbias, Accumulate: true));
+        Same(gdw, dw, Tolerance, "dw beside an accumulated dbias");
+        Same(gdbias, dbias, Tolerance, "dbias accumulated");
     }
 
     [Test]

@@ -153,19 +153,3 @@ public sealed class GpuTrainingParityTests : TrainingParityTests
 
     private protected override CudaBackend Open(GemmPrecision precision = GemmPrecision.Fp32, int index = 0) => CudaDevices.Gpu(precision, index);
 }
-
-[Category("Emulator")]
-public sealed class TempRepro : CudaDeviceTests
-{
-    private protected override string? UnavailableReason => CudaDevices.EmulatorUnavailable();
-
-    private protected override CudaBackend Open(GemmPrecision precision = GemmPrecision.Fp32, int index = 0) => CudaDevices.Emulated(1, precision, index);
-
-    [Test]
-    public void Repro()
-    {
-        var config = new ModelConfig { ImageSize = 28, Channels = 1, Patch = 7, Classes = 10, Dim = 32, Heads = 2, MlpDim = 64, Branches = 2, BranchDepth = 1, Depth = 2 };
-        var steps = Enumerable.Repeat(new TrainStep(2, Clip: true), 4).ToList();
-        StepSnapshots.Train(Backend.DefaultContext, null, steps, false, graphs: true, config: config);
-    }
-}

@@ -100,4 +100,33 @@ public class GemmTests
         s_ops.SumRows(xt, new GradOut(output, Accumulate: true));
         Close.Check(output.ToArray<float>(), expected.Select(v => 2 * v).ToArray(), 1e-6, "SumRows accumulated");
     }
+
+    [Test]
+    public void WeightGrad_gives_each_group_its_own_weight_and_bias_gradients()
+    {
+        using var scope = TensorScope.Begin();
+        const int groups = 2, rows = 5, outFeatures = 3, inFeatures = 4;
+        var (dy, x) = (Rand.Values(groups * rows * outFeatures, 21), Rand.Values(groups * rows * inFeatures, 22));
+        var (expectedW, expectedB) = (new double[groups * outFeatures * inFeatures], new double[groups * outFeatures]);
+        for (var g = 0; g < groups; g++)
+        {
+            for (var r = 0; r < rows; r++)
+            {
+                for (var o = 0; o < outFeatures; o++)
+                {
+                    var d = dy[(((g * rows) + r) * outFeatures) + o];
+                    expectedB[(g * outFeatures) + o] += d;
+                    for (var i = 0; i < inFeatures; i++)
+                    {
+                        expectedW[(((g * outFeatures) + o) * inFeatures) + i] += d * x[(((g * rows) + r) * inFeatures) + i];
+                    }
+                }
+            }
+        }
+
+        var (dw, dbias) = (Rand.Poisoned(new Shape(groups, outFeatures, inFeatures)), Rand.Poisoned(new Shape(groups, outFeatures)));
+        s_ops.WeightGrad(Rand.Tensor(dy, new Shape(groups, rows, outFeatures)), Rand.Tensor(x, new Shape(groups, rows, inFeatures)), dw, dbias);
+        Close.Check(dw.ToArray<float>(), expectedW, 1e-6, "dw");
+        Close.Check(dbias.ToArray<float>(), expectedB, 1e-6, "dbias");
+    }
 }

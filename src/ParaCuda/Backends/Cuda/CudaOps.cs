@@ -1,4 +1,5 @@
 using ParaCuda.Backends.Cpu;
+using ParaCuda.Native;
 using ParaCuda.Tensors;
 
 namespace ParaCuda.Backends.Cuda;
@@ -126,6 +127,11 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     {
         var (m, k) = transA ? (a.Shape[1], a.Shape[0]) : (a.Shape[0], a.Shape[1]);
         var n = c.Shape[1];
+        if (bias is not null && Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[1], 0, P(b), b.Shape[1], 0, beta, P(c), 0, 1, LtEpilogue.Bias, P(bias), 0))
+        {
+            return;
+        }
+
         if (bias is not null)
         {
             Run("elementwise.cu", "bias_rows", Grid(c.NumElements), P(bias), beta, c.NumElements, n, c.NumElements, P(c));
@@ -139,6 +145,11 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     {
         var (m, k) = transA ? (a.Shape[2], a.Shape[1]) : (a.Shape[1], a.Shape[2]);
         var n = c.Shape[2];
+        if (bias is not null && Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[2], (long)a.Shape[1] * a.Shape[2], P(b), b.Shape[2], (long)b.Shape[1] * b.Shape[2], beta, P(c), (long)m * n, a.Shape[0], LtEpilogue.Bias, P(bias), n))
+        {
+            return;
+        }
+
         if (bias is not null)
         {
             Run("elementwise.cu", "bias_rows", Grid(c.NumElements), P(bias), beta, c.NumElements, n, (long)m * n, P(c));
@@ -146,6 +157,23 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         }
 
         Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[2], (long)a.Shape[1] * a.Shape[2], P(b), b.Shape[2], (long)b.Shape[1] * b.Shape[2], beta, P(c), (long)m * n, a.Shape[0]);
+    }
+
+    protected override void WeightGradCore(Tensor dy, Tensor x, GradOut dw, GradOut dbias)
+    {
+        // cuBLASLt writes the bias gradient (BGRADB: Σ over k of op(B), here the rows of dy); one that accumulates
+        // takes the unfused path.
+        if (dw.Tensor is { } w && dbias.Tensor is { } db && !dbias.Accumulate)
+        {
+            var (groups, rows) = dy.Rank == 3 ? (dy.Shape[0], dy.Shape[1]) : (1, dy.Shape[0]);
+            var (outFeatures, inFeatures) = (dy.Shape[-1], x.Shape[-1]);
+            if (Gemm(true, false, outFeatures, inFeatures, rows, 1f, P(dy), outFeatures, (long)rows * outFeatures, P(x), inFeatures, (long)rows * inFeatures, dw.Accumulate ? 1f : 0f, P(w), (long)outFeatures * inFeatures, groups, LtEpilogue.BiasGradientB, P(db), outFeatures))
+            {
+                return;
+            }
+        }
+
+        base.WeightGradCore(dy, x, dw, dbias);
     }
 
     protected override void SumRowsCore(Tensor x, GradOut output) =>
@@ -427,8 +455,13 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     /// Row-major C = op(A)·op(B) through column-major cuBLAS: row-major X is column-major Xᵀ, so the call
     /// computes Cᵀ = op(B)ᵀ·op(A)ᵀ, swapping the operands and their leading dimensions.
     /// </summary>
-    private void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta, ulong c, long strideC, int batch) =>
-        context.Gpu.Gemm(context.Blas, new GemmCall(
+    /// <remarks>
+    /// With an <paramref name="epilogue"/>, through cuBLASLt; false when it has no algorithm for the call (nothing
+    /// issued). In cuBLAS's terms the bias vector runs along the rows of the swapped product, i.e. over our n.
+    /// </remarks>
+    private bool Gemm(bool transA, bool transB, int m, int n, int k, float alpha, ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta, ulong c, long strideC, int batch, LtEpilogue? epilogue = null, ulong vector = 0, long vectorStride = 0)
+    {
+        var call = new GemmCall(
             TransA: transB,
             TransB: transA,
             M: n,
@@ -446,7 +479,15 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
             Ldc: Math.Max(n, 1),
             StrideC: strideC,
             Batch: batch,
-            Tf32: Backend.Precision == GemmPrecision.Tf32));
+            Tf32: Backend.Precision == GemmPrecision.Tf32);
+        if (epilogue is { } e)
+        {
+            return context.Gpu.GemmEpilogue(context.Blas, call, e, vector, vectorStride);
+        }
+
+        context.Gpu.Gemm(context.Blas, call);
+        return true;
+    }
 
     /// <summary>out (+)= the column sums of the [rows, cols] matrix at <paramref name="x"/> whose rows are <paramref name="stride"/> floats apart.</summary>
     /// <summary>output[g, c] (+)= Σ over group g's <paramref name="groupRows"/> rows of x[r·stride + c] (one group: plain column sums).</summary>

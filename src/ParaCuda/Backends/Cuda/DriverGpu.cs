@@ -20,7 +20,8 @@ public sealed unsafe class DriverGpu : IGpu
     private readonly IntPtr _context;
     private readonly KernelCache _cache;
     private readonly ConcurrentDictionary<nint, string> _functionNames = new();
-    private readonly ConcurrentDictionary<nint, ulong> _blasWorkspaces = new();
+    private readonly ConcurrentDictionary<nint, (ulong Workspace, nint Stream)> _blasHandles = new();
+    private readonly Lazy<IntPtr> _lt;
     private readonly ConcurrentDictionary<nint, IntPtr> _graphs = new();
     private readonly ConcurrentDictionary<nint, byte> _capturing = new();
     private bool _disposed;
@@ -30,6 +31,7 @@ public sealed unsafe class DriverGpu : IGpu
         Ordinal = ordinal;
         _cache = cache;
         _context = CudaDriver.RetainPrimaryContext(ordinal);
+        _lt = new Lazy<IntPtr>(CublasLt.Create);
         int A(DeviceProperty a) => CudaDriver.Attribute(ordinal, a);
         var (major, minor) = CudaDriver.Version;
         Properties = new GpuProperties(
@@ -244,7 +246,7 @@ public sealed unsafe class DriverGpu : IGpu
 
         var workspace = Allocate(BlasWorkspaceBytes);
         var handle = Cublas.Create(stream, workspace, BlasWorkspaceBytes);
-        _blasWorkspaces[handle] = workspace;
+        _blasHandles[handle] = (workspace, stream);
         return handle;
     }
 
@@ -252,10 +254,25 @@ public sealed unsafe class DriverGpu : IGpu
     {
         Current();
         Cublas.Destroy(blas);
-        if (_blasWorkspaces.TryRemove(blas, out var workspace))
+        if (_blasHandles.TryRemove(blas, out var owned))
         {
-            CudaDriver.Free(workspace);
+            CudaDriver.Free(owned.Workspace);
         }
+    }
+
+    public bool GemmEpilogue(nint blas, in GemmCall gemm, LtEpilogue epilogue, ulong vector, long vectorStride)
+    {
+        if (!CublasLt.IsAvailable)
+        {
+            return false;
+        }
+
+        Current();
+        // The cuBLAS handle's workspace serves its stream's cuBLASLt calls too: work on one stream never overlaps.
+        var (workspace, stream) = _blasHandles[blas];
+        return CublasLt.Matmul(
+            _lt.Value, gemm.TransA, gemm.TransB, gemm.M, gemm.N, gemm.K, gemm.Alpha, gemm.A, gemm.Lda, gemm.StrideA, gemm.B, gemm.Ldb, gemm.StrideB,
+            gemm.Beta, gemm.C, gemm.Ldc, gemm.StrideC, gemm.Batch, gemm.Tf32, epilogue, vector, vectorStride, workspace, BlasWorkspaceBytes, stream);
     }
 
     public void Gemm(nint blas, in GemmCall gemm)
@@ -272,6 +289,12 @@ public sealed unsafe class DriverGpu : IGpu
         if (_disposed)
         {
             return;
+        }
+
+        if (_lt.IsValueCreated)
+        {
+            Current();
+            CublasLt.Destroy(_lt.Value);
         }
 
         _disposed = true;

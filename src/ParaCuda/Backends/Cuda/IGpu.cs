@@ -1,3 +1,4 @@
+using ParaCuda.Native;
 namespace ParaCuda.Backends.Cuda;
 
 /// <summary>A launch's grid or block size.</summary>
@@ -146,6 +147,13 @@ public interface IGpu : IDisposable
     void DestroyBlas(nint blas);
 
     void Gemm(nint blas, in GemmCall gemm);
+
+    /// <summary>
+    /// cublasLtMatmul on the BLAS handle's stream: <paramref name="gemm"/> with <paramref name="epilogue"/> on
+    /// <paramref name="vector"/> (batch i at vector + i·<paramref name="vectorStride"/> floats). False, having
+    /// issued nothing, where cuBLASLt is missing or has no algorithm for the call: the caller runs it unfused.
+    /// </summary>
+    bool GemmEpilogue(nint blas, in GemmCall gemm, LtEpilogue epilogue, ulong vector, long vectorStride);
 
     /// <summary>
     /// cuStreamBeginCapture (relaxed): work issued on <paramref name="stream"/> is recorded, not run, until

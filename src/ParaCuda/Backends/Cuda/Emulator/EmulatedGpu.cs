@@ -503,6 +503,14 @@ public sealed unsafe class EmulatedGpu : IGpu
             return;
         }
 
+        var accesses = OperandAccesses(call, text);
+
+        Issue(s, text, accesses, () => ReferenceBlas.Run(call));
+    }
+
+    /// <summary>The operands a GEMM reads and writes, each checked to lie in live memory; a call cuBLAS would refuse throws as it would.</summary>
+    private static List<(Allocation, bool, string)> OperandAccesses(in GemmCall call, string text)
+    {
         if (ReferenceBlas.Problem(call) is { } problem)
         {
             throw new CudaException($"CUBLAS_STATUS_INVALID_VALUE in {text}: {problem}", 7);
@@ -518,7 +526,25 @@ public sealed unsafe class EmulatedGpu : IGpu
             }
         }
 
-        Issue(s, text, accesses, () => ReferenceBlas.Run(call));
+        return accesses;
+    }
+
+    /// <summary>cuBLASLt's bias and bias-gradient epilogues, always available here (ReferenceBlas computes them).</summary>
+    public bool GemmEpilogue(nint blas, in GemmCall gemm, LtEpilogue epilogue, ulong vector, long vectorStride)
+    {
+        var call = gemm;
+        var text = $"cublasLtMatmul({(call.TransA ? "T" : "N")}{(call.TransB ? "T" : "N")}, m {call.M}, n {call.N}, k {call.K}, batch {call.Batch}, epilogue {epilogue})";
+        var s = Stream(((EmulatedBlas)s_handles[blas]).Stream, text);
+        if (Captured(s, () => GemmEpilogue(blas, call, epilogue, vector, vectorStride)))
+        {
+            return true;
+        }
+
+        var accesses = OperandAccesses(call, text);
+
+        accesses.Add((s_memory.Require(vector, ReferenceBlas.VectorExtent(call, epilogue, vectorStride) * sizeof(float), "the epilogue's vector", text), epilogue == LtEpilogue.BiasGradientB, "the epilogue's vector"));
+        Issue(s, text, accesses, () => ReferenceBlas.Run(call, epilogue, vector, vectorStride));
+        return true;
     }
 
     public void BeginCapture(nint stream)

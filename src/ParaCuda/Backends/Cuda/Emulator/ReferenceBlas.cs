@@ -1,3 +1,5 @@
+using ParaCuda.Native;
+
 namespace ParaCuda.Backends.Cuda.Emulator;
 
 /// <summary>
@@ -46,13 +48,38 @@ internal static unsafe class ReferenceBlas
         return rows == 0 || cols == 0 ? 0 : ((((c.Batch - 1) * stride) + ((long)(cols - 1) * ld) + rows) * sizeof(float));
     }
 
-    public static void Run(GemmCall c)
+    /// <summary>Floats of the epilogue's vector the call reads or writes: M per batch for a bias, N for a bias gradient.</summary>
+    public static long VectorExtent(in GemmCall c, LtEpilogue epilogue, long stride) =>
+        c.Batch == 0 ? 0 : ((c.Batch - 1) * stride) + (epilogue == LtEpilogue.Bias ? c.M : c.N);
+
+    /// <summary>
+    /// The GEMM, and cuBLASLt's <paramref name="epilogue"/> on <paramref name="vector"/> if given: a bias added to
+    /// every column of each result (one rounding, after α·AB + β·C), or the bias gradient Σ over k of op(B) (from
+    /// the operand as stored, not its TF32 rounding).
+    /// </summary>
+    public static void Run(GemmCall c, LtEpilogue? epilogue = null, ulong vector = 0, long vectorStride = 0)
     {
         for (var b = 0; b < c.Batch; b++)
         {
             var a = (float*)c.A + (b * c.StrideA);
             var bm = (float*)c.B + (b * c.StrideB);
             var cm = (float*)c.C + (b * c.StrideC);
+            var v = (float*)vector + (b * vectorStride);
+            var bias = epilogue == LtEpilogue.Bias ? v : null;
+            if (epilogue == LtEpilogue.BiasGradientB)
+            {
+                for (var j = 0; j < c.N; j++)
+                {
+                    var sum = 0.0;
+                    for (var l = 0; l < c.K; l++)
+                    {
+                        sum += c.TransB ? bm[j + ((long)l * c.Ldb)] : bm[l + ((long)j * c.Ldb)];
+                    }
+
+                    v[j] = (float)sum;
+                }
+            }
+
             // op(A) by rows and op(B) by columns, so every dot product runs over contiguous memory.
             var opA = new double[(long)c.M * c.K];
             var opB = new double[(long)c.N * c.K];
@@ -87,7 +114,7 @@ internal static unsafe class ReferenceBlas
                     }
 
                     var target = cm + i + ((long)j * call.Ldc);
-                    *target = (float)((call.Alpha * sum) + (call.Beta == 0f ? 0.0 : call.Beta * (double)*target));
+                    *target = (float)((call.Alpha * sum) + (call.Beta == 0f ? 0.0 : call.Beta * (double)*target) + (bias is null ? 0.0 : bias[i]));
                 }
             });
         }
