@@ -21,6 +21,7 @@ public enum LtEpilogue
 public static unsafe partial class CublasLt
 {
     private const int Success = 0;
+    private const int NotSupported = 15; // CUBLAS_STATUS_NOT_SUPPORTED
     private const int Float32 = 0; // CUDA_R_32F
     private const int Compute32F = 68; // CUBLAS_COMPUTE_32F
     private const int Compute32FFastTf32 = 77; // CUBLAS_COMPUTE_32F_FAST_TF32
@@ -70,8 +71,14 @@ public static unsafe partial class CublasLt
             return false;
         }
 
-        plan.Run(handle, alpha, a, b, beta, c, vector, workspace, workspaceBytes, stream);
-        return true;
+        if (plan.Run(handle, alpha, a, b, beta, c, vector, workspace, workspaceBytes, stream))
+        {
+            return true;
+        }
+
+        // An algorithm the heuristic offered but the call refused: this shape goes the unfused way from now on.
+        s_plans[key] = null;
+        return false;
     }
 
     private static void Check(int status, string call)
@@ -140,16 +147,22 @@ public static unsafe partial class CublasLt
             }
         }
 
-        public void Run(IntPtr handle, float alpha, ulong a, ulong b, float beta, ulong c, ulong vector, ulong workspace, long workspaceBytes, IntPtr stream)
+        /// <summary>Issues the GEMM; false, having issued nothing, when cuBLASLt refuses it as unsupported.</summary>
+        public bool Run(IntPtr handle, float alpha, ulong a, ulong b, float beta, ulong c, ulong vector, ulong workspace, long workspaceBytes, IntPtr stream)
         {
             lock (this)
             {
                 // The bias pointer lives in the descriptor: set per call, under the lock that keeps the descriptor to one caller.
                 Set(_desc, DescBiasPointer, &vector, sizeof(ulong));
                 var algo = _algo;
-                Check(
-                    cublasLtMatmul(handle, _desc, &alpha, a, _layoutA, b, _layoutB, &beta, c, _layoutC, c, _layoutC, &algo, workspace, (nuint)workspaceBytes, stream),
-                    "cublasLtMatmul()");
+                var status = cublasLtMatmul(handle, _desc, &alpha, a, _layoutA, b, _layoutB, &beta, c, _layoutC, c, _layoutC, &algo, workspace, (nuint)workspaceBytes, stream);
+                if (status == NotSupported)
+                {
+                    return false;
+                }
+
+                Check(status, "cublasLtMatmul()");
+                return true;
             }
         }
 

@@ -29,6 +29,21 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
             }
         }
 
+        // fc2's weight and bias gradients in one pass (cuBLASLt's bias-gradient epilogue on a GPU) and unfused.
+        foreach (var (label, fused) in new[] { ("fused", true), ("GEMM + column sums", false) })
+        {
+            Compute($"Weight+bias grad fc2, {label}", $"{w.Dim}×{w.Mlp}×{rows}", 2.0 * rows * w.Dim * w.Mlp, gemmGflops, i =>
+            {
+                var (dy, x) = (Random(new Shape(rows, w.Dim), i), Random(new Shape(rows, w.Mlp), i + 20));
+                var (dw, db) = (Tensor.Empty(new Shape(w.Dim, w.Mlp), DType.Float32, context), Tensor.Empty(new Shape(w.Dim), DType.Float32, context));
+                return fused ? () => ops.WeightGrad(dy, x, dw, db) : () =>
+                {
+                    ops.Gemm(dy, x, dw, transA: true);
+                    ops.SumRows(dy, db);
+                };
+            });
+        }
+
         Memory("LayerNorm fwd", $"{shape} [{rows}, {w.Dim}]", 2.0 * rows * w.Dim * 4, copyGBps, i =>
         {
             var x = Input(new Shape(rows, w.Dim), i);
