@@ -1,5 +1,5 @@
 // attention_backward_tc.cu: attention_backward_dq and attention_backward_dkdv (attention_backward.cu, same
-// math, same inputs and outputs) with every product on the tensor cores in TF32. With p_ij = exp(s_ij − lse_i),
+// math, same inputs and outputs) with every product on the tensor cores in TF32 (bf16 with PC_BF16). With p_ij = exp(s_ij − lse_i),
 // s_ij = q_i·k_j/√Dh and δ_i = dout_i·out_i (attention_backward_rows):
 //   dp_ij = dout_i·v_j,   ds_ij = p_ij·(dp_ij − δ_i),
 //   dq_i = (1/√Dh) Σ_j ds_ij k_j,   dk_j = (1/√Dh) Σ_i ds_ij q_i,   dv_j = Σ_i p_ij dout_i.
@@ -34,8 +34,8 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
     const float delta0 = r0 < tokens ? delta[head.head_rows + r0] : 0.0f;
     const float delta1 = r0 + 8 < tokens ? delta[head.head_rows + r0 + 8] : 0.0f;
 
-    float qa[TC_STEPS][4];
-    float da[TC_STEPS][4];
+    TcOperand qa[TC_KSTEPS][4];
+    TcOperand da[TC_KSTEPS][4];
     tc_row_fragments(qa, q, head.stride, r0, tokens, scale * TC_LOG2E);
     tc_row_fragments(da, dout + head.rows, dim, r0, tokens, 1.0f);
     float dq[TC_STEPS][4];
@@ -48,20 +48,26 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
         tc_stage(vs, q + 2 * dim, head.stride, k0, tokens);
         __syncthreads();
 #pragma unroll 1
-        for (int n = 0; head.working && n < TC_ROWS / 8 && k0 + n * 8 < tokens; ++n)
+        for (int n = 0; head.working && n < TC_ROWS / 8 && k0 + n * 8 < tokens; n += 2)
         {
-            float s[4], dp[4];
-            tc_times_tile_transposed(s, qa, ks, n);
-            tc_times_tile_transposed(dp, da, vs, n);
-            float ds[4];
+            float ds[2][4] = {};
 #pragma unroll
-            for (int j = 0; j < 4; ++j)
+            for (int h = 0; h < 2; ++h)
             {
-                const bool inside = k0 + n * 8 + 2 * t + j % 2 < tokens;
-                const float p = inside ? exp2f(s[j] - (j < 2 ? lse0 : lse1)) : 0.0f;
-                ds[j] = p * (dp[j] - (j < 2 ? delta0 : delta1));
+                if (k0 + (n + h) * 8 >= tokens)
+                    break;
+                float s[4], dp[4];
+                tc_times_tile_transposed(s, qa, ks, n + h);
+                tc_times_tile_transposed(dp, da, vs, n + h);
+#pragma unroll
+                for (int j = 0; j < 4; ++j)
+                {
+                    const bool inside = k0 + (n + h) * 8 + 2 * t + j % 2 < tokens;
+                    const float p = inside ? exp2f(s[j] - (j < 2 ? lse0 : lse1)) : 0.0f;
+                    ds[h][j] = p * (dp[j] - (j < 2 ? delta0 : delta1));
+                }
             }
-            tc_accumulate_times_tile(dq, ds, ks, n);
+            tc_accumulate_pair(dq, ds[0], ds[1], ks, n);
         }
     }
 
@@ -82,8 +88,8 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
     const int t = lane_id() % 4;
     const float scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
 
-    float ka[TC_STEPS][4];
-    float va[TC_STEPS][4];
+    TcOperand ka[TC_KSTEPS][4];
+    TcOperand va[TC_KSTEPS][4];
     tc_row_fragments(ka, q + dim, head.stride, head.r0, tokens, scale * TC_LOG2E);
     tc_row_fragments(va, q + 2 * dim, head.stride, head.r0, tokens, 1.0f);
     float dk[TC_STEPS][4];
@@ -103,21 +109,27 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
         }
         __syncthreads();
 #pragma unroll 1
-        for (int n = 0; head.working && n < TC_ROWS / 8 && i0 + n * 8 < tokens; ++n)
+        for (int n = 0; head.working && n < TC_ROWS / 8 && i0 + n * 8 < tokens; n += 2)
         {
-            float s[4], dp[4];
-            tc_times_tile_transposed(s, ka, qs, n);
-            tc_times_tile_transposed(dp, va, dos, n);
-            float p[4], ds[4];
+            float p[2][4] = {}, ds[2][4] = {};
 #pragma unroll
-            for (int j = 0; j < 4; ++j)
+            for (int h = 0; h < 2; ++h)
             {
-                const int column = n * 8 + 2 * t + j % 2;
-                p[j] = i0 + column < tokens ? exp2f(s[j] - lses[column]) : 0.0f;
-                ds[j] = p[j] * (dp[j] - deltas[column]);
+                if (i0 + (n + h) * 8 >= tokens)
+                    break;
+                float s[4], dp[4];
+                tc_times_tile_transposed(s, ka, qs, n + h);
+                tc_times_tile_transposed(dp, va, dos, n + h);
+#pragma unroll
+                for (int j = 0; j < 4; ++j)
+                {
+                    const int column = (n + h) * 8 + 2 * t + j % 2;
+                    p[h][j] = i0 + column < tokens ? exp2f(s[j] - lses[column]) : 0.0f;
+                    ds[h][j] = p[h][j] * (dp[j] - deltas[column]);
+                }
             }
-            tc_accumulate_times_tile(dv, p, dos, n);
-            tc_accumulate_times_tile(dk, ds, qs, n);
+            tc_accumulate_pair(dv, p[0], p[1], dos, n);
+            tc_accumulate_pair(dk, ds[0], ds[1], qs, n);
         }
     }
 

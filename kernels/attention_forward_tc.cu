@@ -1,9 +1,9 @@
 // attention_forward_tc.cu: attention_forward (same inputs, outputs and math) with both products on the tensor
-// cores in TF32, FlashAttention-2 style.
+// cores in TF32 (or bf16, compiled with PC_BF16), FlashAttention-2 style.
 //
 // Per (b, h) and query row i: s_ij = q_i·k_j / √Dh, out_i = Σ_j softmax(s_i)_j v_j, lse_i = log Σ_j exp(s_ij).
 // A block takes 64 query rows of one (b, h), a warp 16 of them. The keys go by in tiles of 64, K and V staged
-// in shared memory; per tile a warp computes its 16×64 scores with m16n8k8 mma (A = its queries, scaled by
+// in shared memory; per tile a warp computes its 16×64 scores with mma (A = its queries, scaled by
 // log2(e)/√Dh so that exp2 of a score is exp of the true one, held in registers for the whole loop; B = Kᵀ),
 // applies the online softmax in registers (running maximum m and sum l per row, the accumulator rescaled by
 // 2^(m_old − m_new)), and adds P·V with mma again (attention_tc.cuh: tiles, fragments, and how P passes from
@@ -11,7 +11,7 @@
 // whose rows are all past the end only helps stage the tiles.
 //
 // Launch: grid (ceil(T / 64), B·H), block 128, dynamic shared memory 2·64·(Dh + 4) floats. Dh = PC_HEAD_DIM,
-// a multiple of 8 up to 128.
+// a multiple of 8 (16 for bf16) up to 128.
 #include "attention_tc.cuh"
 
 extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const float* __restrict__ qkv, int batch, int tokens, int heads, float* __restrict__ out, float* __restrict__ lse)
@@ -25,7 +25,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const flo
     const int t = lane_id() % 4;
     const int r0 = head.r0;
 
-    float qa[TC_STEPS][4];
+    TcOperand qa[TC_KSTEPS][4];
     tc_row_fragments(qa, q, head.stride, r0, tokens, TC_LOG2E / sqrtf((float)PC_HEAD_DIM));
     float o[TC_STEPS][4];
     tc_zero(o);
@@ -77,14 +77,23 @@ extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const flo
         m1 = x1;
 
 #pragma unroll
-        for (int n = 0; n < TC_ROWS / 8; ++n)
+        for (int n = 0; n < TC_ROWS / 8; n += 2)
         {
             if (k0 + n * 8 >= tokens)
                 break;
-            const float p[4] = {exp2f(s[n][0] - x0), exp2f(s[n][1] - x0), exp2f(s[n][2] - x1), exp2f(s[n][3] - x1)};
-            l0 += p[0] + p[1];
-            l1 += p[2] + p[3];
-            tc_accumulate_times_tile(o, p, vs, n);
+            float p[2][4];
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+            {
+                // Keys past the end hold −∞: their probabilities are 0.
+                p[h][0] = exp2f(s[n + h][0] - x0);
+                p[h][1] = exp2f(s[n + h][1] - x0);
+                p[h][2] = exp2f(s[n + h][2] - x1);
+                p[h][3] = exp2f(s[n + h][3] - x1);
+                l0 += p[h][0] + p[h][1];
+                l1 += p[h][2] + p[h][3];
+            }
+            tc_accumulate_pair(o, p[0], p[1], vs, n);
         }
     }
 

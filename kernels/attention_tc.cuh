@@ -1,15 +1,17 @@
 // attention_tc.cuh: what the tensor-core attention kernels share (attention_forward_tc.cu,
-// attention_backward_tc.cu): tile sizes, staging a tile of rows into shared memory, and a warp's A fragments.
+// attention_backward_tc.cu): tile sizes, staging a tile of rows into shared memory, and a warp's A fragments,
+// in TF32 (mma m16n8k8) or, compiled with PC_BF16, in bf16 (mma m16n8k16: twice the rate, 8 mantissa bits).
 //
 // A block works on 64 rows of one (b, h) (queries or keys, 16 per warp) against the other side's rows in tiles
-// of 64, staged in shared memory as TF32 with rows padded to Dh + 4 floats: a fragment read (row g, column t)
-// or (row 2t, column g) by the 32 lanes then touches 32 different banks.
+// of 64, staged in shared memory already rounded to the operand type, rows padded to Dh + 4 floats: a fragment
+// read (row g, column t) or (row 2t, column g) by the 32 lanes then touches 32 different banks.
 //
-// A product over the 8 rows of a tile step (P·V, Pᵀ·dO, dS·K, dSᵀ·Q) takes its A operand straight from the
-// accumulator fragment of the scores without a shuffle: a lane holds columns 2t and 2t+1 of the accumulator,
-// and A's column t and t+4, so the product runs over the step's rows in the order (0, 2, 4, 6, 1, 3, 5, 7):
-// A = {c0, c2, c1, c3}, and the B operand reads rows 2t and 2t+1 (tc_permuted_b). A sum over rows does not
-// care about their order.
+// A product over the rows of tile steps (P·V, Pᵀ·dO, dS·K, dSᵀ·Q) takes its A operand straight from the
+// accumulator fragments of the scores without a shuffle, two 8-row steps at a time (tc_accumulate_pair).
+// TF32: a lane holds columns 2t and 2t+1 of an accumulator and A's columns t and t+4, so each step's product
+// runs over its rows in the order (0, 2, 4, 6, 1, 3, 5, 7): A = {c0, c2, c1, c3}, and B reads rows 2t and 2t+1.
+// A sum over rows does not care about their order. bf16: A's layout packs columns 2t and 2t+1 in one register,
+// so the two steps' accumulators are A as they are: {c0 c1, c2 c3} of the first, then of the second.
 #pragma once
 #include "common.cuh"
 
@@ -20,6 +22,26 @@
 #define TC_LOG2E 1.4426950408889634f // scores are kept in log2 units: exp(s) = exp2(s·log2(e))
 #define TC_LN2 0.69314718055994531f
 static_assert(PC_HEAD_DIM % 8 == 0 && PC_HEAD_DIM <= 128, "the tensor-core attention takes head dims that are multiples of 8 up to 128");
+
+#if PC_BF16
+static_assert(PC_HEAD_DIM % 16 == 0, "the bf16 attention takes head dims that are multiples of 16");
+#define TC_K 16
+typedef unsigned int TcOperand; // two bf16
+#else
+#define TC_K 8
+typedef float TcOperand; // one TF32
+#endif
+#define TC_KSTEPS (PC_HEAD_DIM / TC_K) // A fragments per 16 rows × Dh
+
+// x as the tensor cores take it: rounded to TF32, or to bf16 (held in a float, exactly).
+__device__ __forceinline__ float tc_operand(float x)
+{
+#if PC_BF16
+    return unpack_bf16(pack_bf16x2(x, 0.0f), false);
+#else
+    return to_tf32(x);
+#endif
+}
 
 // Where a block's (b, h) lives (blockIdx.y = b·H + h) and which rows this lane holds.
 struct TcHead
@@ -57,50 +79,66 @@ __device__ __forceinline__ void tc_zero(float (&acc)[TC_STEPS][4])
         acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 }
 
-// Rows first .. first + 63 of a [tokens, Dh] matrix whose rows are `stride` floats apart, into `tile` as TF32;
-// rows past the end become zeros.
+// Rows first .. first + 63 of a [tokens, Dh] matrix whose rows are `stride` floats apart, into `tile` as
+// operands; rows past the end become zeros.
 __device__ __forceinline__ void tc_stage(float* tile, const float* rows, long long stride, int first, int tokens)
 {
     for (int e = threadIdx.x; e < TC_ROWS * PC_HEAD_DIM; e += blockDim.x)
     {
         const int r = e / PC_HEAD_DIM;
         const int d = e % PC_HEAD_DIM;
-        tile[r * TC_STRIDE + d] = first + r < tokens ? to_tf32(rows[(long long)(first + r) * stride + d]) : 0.0f;
+        tile[r * TC_STRIDE + d] = first + r < tokens ? tc_operand(rows[(long long)(first + r) * stride + d]) : 0.0f;
     }
 }
 
-// The A fragments, times `scale` and as TF32, of rows r0 and r0 + 8 of a [tokens, Dh] matrix (r0 = this warp's
-// first row + g), one per 8-wide step over Dh; rows past the end are zeros.
-__device__ __forceinline__ void tc_row_fragments(float (&a)[TC_STEPS][4], const float* rows, long long stride, int r0, int tokens, float scale)
+// The A fragments, times `scale`, of rows r0 and r0 + 8 of a [tokens, Dh] matrix (r0 = this warp's first row +
+// g), one per TC_K-wide step over Dh; rows past the end are zeros.
+__device__ __forceinline__ void tc_row_fragments(TcOperand (&a)[TC_KSTEPS][4], const float* rows, long long stride, int r0, int tokens, float scale)
 {
     const int t = lane_id() % 4;
     const int r1 = r0 + 8;
+    auto at = [&](int r, int d) { return r < tokens ? rows[r * stride + d] * scale : 0.0f; };
 #pragma unroll
-    for (int kk = 0; kk < TC_STEPS; ++kk)
+    for (int kk = 0; kk < TC_KSTEPS; ++kk)
     {
+#if PC_BF16
+        const int d = kk * 16 + 2 * t;
+        a[kk][0] = pack_bf16x2(at(r0, d), at(r0, d + 1));
+        a[kk][1] = pack_bf16x2(at(r1, d), at(r1, d + 1));
+        a[kk][2] = pack_bf16x2(at(r0, d + 8), at(r0, d + 9));
+        a[kk][3] = pack_bf16x2(at(r1, d + 8), at(r1, d + 9));
+#else
         const int d = kk * 8 + t;
-        a[kk][0] = r0 < tokens ? to_tf32(rows[r0 * stride + d] * scale) : 0.0f;
-        a[kk][1] = r1 < tokens ? to_tf32(rows[r1 * stride + d] * scale) : 0.0f;
-        a[kk][2] = r0 < tokens ? to_tf32(rows[r0 * stride + d + 4] * scale) : 0.0f;
-        a[kk][3] = r1 < tokens ? to_tf32(rows[r1 * stride + d + 4] * scale) : 0.0f;
+        a[kk][0] = to_tf32(at(r0, d));
+        a[kk][1] = to_tf32(at(r1, d));
+        a[kk][2] = to_tf32(at(r0, d + 4));
+        a[kk][3] = to_tf32(at(r1, d + 4));
+#endif
     }
 }
 
 // acc (16 × 8 columns n·8 ..) = A (16 × Dh, fragments a) · tileᵀ: the tile's rows are the columns.
-__device__ __forceinline__ void tc_times_tile_transposed(float acc[4], const float (&a)[TC_STEPS][4], const float* tile, int n)
+__device__ __forceinline__ void tc_times_tile_transposed(float acc[4], const TcOperand (&a)[TC_KSTEPS][4], const float* tile, int n)
 {
     const int g = lane_id() / 4;
     const int t = lane_id() % 4;
     acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
 #pragma unroll
-    for (int kk = 0; kk < TC_STEPS; ++kk)
+    for (int kk = 0; kk < TC_KSTEPS; ++kk)
     {
+#if PC_BF16
+        const float* row = tile + (n * 8 + g) * TC_STRIDE + kk * 16 + 2 * t;
+        const unsigned int b[2] = {pack_bf16x2(row[0], row[1]), pack_bf16x2(row[8], row[9])};
+        mma_bf16_m16n8k16(acc, a[kk], b, acc);
+#else
         const float* row = tile + (n * 8 + g) * TC_STRIDE + kk * 8 + t;
         const float b[2] = {row[0], row[4]};
         mma_tf32_m16n8k8(acc, a[kk], b, acc);
+#endif
     }
 }
 
+#if !PC_BF16
 // out (16 × Dh) += C · tile rows n·8 .. n·8 + 7, where c is a 16 × 8 accumulator fragment (see the permutation above).
 __device__ __forceinline__ void tc_accumulate_times_tile(float (&out)[TC_STEPS][4], const float c[4], const float* tile, int n)
 {
@@ -114,6 +152,28 @@ __device__ __forceinline__ void tc_accumulate_times_tile(float (&out)[TC_STEPS][
         const float b[2] = {row[dn * 8], row[TC_STRIDE + dn * 8]};
         mma_tf32_m16n8k8(out[dn], a, b, out[dn]);
     }
+}
+#endif
+
+// out (16 × Dh) += [C D] · tile rows n·8 .. n·8 + 15, where c and d are the 16 × 8 accumulator fragments of tile
+// steps n and n + 1 (zeros for a step past the end, whose staged rows are zeros too).
+__device__ __forceinline__ void tc_accumulate_pair(float (&out)[TC_STEPS][4], const float c[4], const float d[4], const float* tile, int n)
+{
+#if PC_BF16
+    const int g = lane_id() / 4;
+    const int t = lane_id() % 4;
+    const unsigned int a[4] = {pack_bf16x2(c[0], c[1]), pack_bf16x2(c[2], c[3]), pack_bf16x2(d[0], d[1]), pack_bf16x2(d[2], d[3])};
+    const float* row = tile + (n * 8 + 2 * t) * TC_STRIDE + g;
+#pragma unroll
+    for (int dn = 0; dn < TC_STEPS; ++dn)
+    {
+        const unsigned int b[2] = {pack_bf16x2(row[dn * 8], row[TC_STRIDE + dn * 8]), pack_bf16x2(row[8 * TC_STRIDE + dn * 8], row[9 * TC_STRIDE + dn * 8])};
+        mma_bf16_m16n8k16(out[dn], a, b, out[dn]);
+    }
+#else
+    tc_accumulate_times_tile(out, c, tile, n);
+    tc_accumulate_times_tile(out, d, tile, n + 1);
+#endif
 }
 
 // Writes rows r0 and r0 + 8 (when inside) of a 16 × Dh accumulator, times scale0 and scale1, into a [tokens, Dh]

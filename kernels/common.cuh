@@ -136,6 +136,43 @@ __device__ __forceinline__ void mma_tf32_m16n8k8(float d[4], const float a[4], c
 #endif
 }
 
+// Tensor cores, bf16 (sm_80 and later): one warp computes D = A·B + C for A 16×16 and B 16×8 in bf16, C and D
+// 16×8 in float32, from fragments laid out as the PTX ISA has them for mma.m16n8k16 .bf16. Each 32-bit register
+// holds two bf16, the one with the smaller column (A) or row (B) index in its low half. With g = lane / 4 and
+// t = lane % 4:  a = {A[g][2t..2t+1], A[g+8][2t..2t+1], A[g][2t+8..2t+9], A[g+8][2t+8..2t+9]},
+// b = {B[2t..2t+1][g], B[2t+8..2t+9][g]},  c, d as for mma_tf32_m16n8k8. Every lane of the warp must call it
+// together. Two adjacent 16×8 accumulators (columns 0-7 and 8-15) are exactly the A fragment of the next product's
+// 16 columns once packed with pack_bf16x2: {c0,c1}, {c2,c3} of the first, then of the second.
+__device__ __forceinline__ void mma_bf16_m16n8k16(float d[4], const unsigned int a[4], const unsigned int b[2], const float c[4])
+{
+#ifdef PC_EMULATOR
+    pc_emulator::mma_bf16(__LINE__, d, a, b, c);
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
+                   "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#endif
+}
+
+// lo and hi rounded to bf16 (to nearest even; NaN stays NaN) and packed into one register, lo in the low half.
+__device__ __forceinline__ unsigned int pack_bf16x2(float lo, float hi)
+{
+#ifdef PC_EMULATOR
+    return pc_emulator::pack_bf16x2(lo, hi);
+#else
+    unsigned int packed;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(packed) : "f"(hi), "f"(lo));
+    return packed;
+#endif
+}
+
+// The float32 value of the bf16 in the low (high = false) or high half of a packed register: exact.
+__device__ __forceinline__ float unpack_bf16(unsigned int packed, bool high)
+{
+    return __uint_as_float(high ? packed & 0xFFFF0000u : packed << 16);
+}
+
 // x rounded to TF32 (10 mantissa bits, to nearest, ties away from zero), as the tensor cores' inputs should be:
 // given a plain float32 they would ignore its low 13 bits, a truncation.
 __device__ __forceinline__ float to_tf32(float x)

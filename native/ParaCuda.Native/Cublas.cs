@@ -2,17 +2,28 @@ using System.Runtime.InteropServices;
 
 namespace ParaCuda.Native;
 
+/// <summary>How a float32 GEMM's products run (cublasComputeType_t); accumulation is float32 in each.</summary>
+public enum BlasCompute
+{
+    /// <summary>CUBLAS_COMPUTE_32F: strict float32.</summary>
+    Fp32 = 68,
+
+    /// <summary>CUBLAS_COMPUTE_32F_FAST_16BF: operands rounded to bf16 for the tensor cores.</summary>
+    Bf16 = 75,
+
+    /// <summary>CUBLAS_COMPUTE_32F_FAST_TF32: operands rounded to TF32 for the tensor cores.</summary>
+    Tf32 = 77,
+}
+
 /// <summary>
 /// cuBLAS, as much as ParaCuda uses: handles bound to a stream, a private workspace per handle (so results
-/// do not depend on which stream ran first), and the strided-batched GEMM in float32 or TF32. Matrices are
+/// do not depend on which stream ran first), and the strided-batched GEMM in float32, TF32 or bf16 compute. Matrices are
 /// column-major, as cuBLAS has them. Errors name the status and the call.
 /// </summary>
 public static unsafe partial class Cublas
 {
     private const int Success = 0;
     private const int Float32 = 0; // CUDA_R_32F
-    private const int Compute32F = 68; // CUBLAS_COMPUTE_32F
-    private const int Compute32FFastTf32 = 77; // CUBLAS_COMPUTE_32F_FAST_TF32
     private const int GemmDefault = -1; // CUBLAS_GEMM_DEFAULT
 
     private static readonly Lazy<string?> s_unavailableReason = new(() =>
@@ -43,16 +54,16 @@ public static unsafe partial class Cublas
     public static void Destroy(IntPtr handle) => Check(cublasDestroy_v2(handle), "cublasDestroy()");
 
     /// <summary>
-    /// C[i] = alpha·op(A[i])·op(B[i]) + beta·C[i] for i &lt; batch (column-major, cuBLAS's contract); with
-    /// <paramref name="tf32"/> the products run on the tensor cores in TF32 with float32 accumulation.
+    /// C[i] = alpha·op(A[i])·op(B[i]) + beta·C[i] for i &lt; batch (column-major, cuBLAS's contract), float32
+    /// in and out; <paramref name="compute"/> says how the products run.
     /// </summary>
     public static void GemmStridedBatched(
         IntPtr handle, bool transA, bool transB, int m, int n, int k, float alpha,
         ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta,
-        ulong c, int ldc, long strideC, int batch, bool tf32) =>
+        ulong c, int ldc, long strideC, int batch, BlasCompute compute) =>
         Check(
-            cublasGemmStridedBatchedEx(handle, transA ? 1 : 0, transB ? 1 : 0, m, n, k, &alpha, a, Float32, lda, strideA, b, Float32, ldb, strideB, &beta, c, Float32, ldc, strideC, batch, tf32 ? Compute32FFastTf32 : Compute32F, GemmDefault),
-            $"cublasGemmStridedBatchedEx({(transA ? "T" : "N")}{(transB ? "T" : "N")}, m {m}, n {n}, k {k}, lda {lda}, ldb {ldb}, ldc {ldc}, batch {batch}, {(tf32 ? "tf32" : "fp32")})");
+            cublasGemmStridedBatchedEx(handle, transA ? 1 : 0, transB ? 1 : 0, m, n, k, &alpha, a, Float32, lda, strideA, b, Float32, ldb, strideB, &beta, c, Float32, ldc, strideC, batch, (int)compute, GemmDefault),
+            $"cublasGemmStridedBatchedEx({(transA ? "T" : "N")}{(transB ? "T" : "N")}, m {m}, n {n}, k {k}, lda {lda}, ldb {ldb}, ldc {ldc}, batch {batch}, {compute})");
 
     private static void Check(int status, string call)
     {

@@ -23,8 +23,6 @@ public static unsafe partial class CublasLt
     private const int Success = 0;
     private const int NotSupported = 15; // CUBLAS_STATUS_NOT_SUPPORTED
     private const int Float32 = 0; // CUDA_R_32F
-    private const int Compute32F = 68; // CUBLAS_COMPUTE_32F
-    private const int Compute32FFastTf32 = 77; // CUBLAS_COMPUTE_32F_FAST_TF32
     private const int DescTransA = 3;
     private const int DescTransB = 4;
     private const int DescEpilogue = 7;
@@ -59,12 +57,12 @@ public static unsafe partial class CublasLt
     public static bool Matmul(
         IntPtr handle, bool transA, bool transB, int m, int n, int k, float alpha,
         ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta,
-        ulong c, int ldc, long strideC, int batch, bool tf32,
+        ulong c, int ldc, long strideC, int batch, BlasCompute compute,
         LtEpilogue epilogue, ulong vector, long vectorStride, ulong workspace, long workspaceBytes, IntPtr stream)
     {
         // The heuristic's choice depends on the pointers' alignment as well as on the shapes.
         var alignment = new[] { a, b, c, vector }.Select(p => Math.Min(16UL, p & (~p + 1))).Min();
-        var key = new PlanKey(handle, transA, transB, m, n, k, lda, strideA, ldb, strideB, ldc, strideC, batch, tf32, epilogue, vectorStride, (int)alignment, workspaceBytes);
+        var key = new PlanKey(handle, transA, transB, m, n, k, lda, strideA, ldb, strideB, ldc, strideC, batch, compute, epilogue, vectorStride, (int)alignment, workspaceBytes);
         var plan = s_plans.GetOrAdd(key, _ => Plan.Find(key, vector));
         if (plan is null)
         {
@@ -92,7 +90,7 @@ public static unsafe partial class CublasLt
 
     private readonly record struct PlanKey(
         IntPtr Handle, bool TransA, bool TransB, int M, int N, int K, int Lda, long StrideA, int Ldb, long StrideB, int Ldc, long StrideC,
-        int Batch, bool Tf32, LtEpilogue Epilogue, long VectorStride, int Alignment, long WorkspaceBytes);
+        int Batch, BlasCompute Compute, LtEpilogue Epilogue, long VectorStride, int Alignment, long WorkspaceBytes);
 
     /// <summary>The descriptors of one shape and the algorithm the heuristic chose for it (kept for the process's life).</summary>
     private sealed class Plan
@@ -106,7 +104,7 @@ public static unsafe partial class CublasLt
         public static Plan? Find(PlanKey key, ulong vector)
         {
             var plan = new Plan();
-            Check(cublasLtMatmulDescCreate(out plan._desc, key.Tf32 ? Compute32FFastTf32 : Compute32F, Float32), "cublasLtMatmulDescCreate()");
+            Check(cublasLtMatmulDescCreate(out plan._desc, (int)key.Compute, Float32), "cublasLtMatmulDescCreate()");
             int transA = key.TransA ? 1 : 0, transB = key.TransB ? 1 : 0;
             var epilogue = (uint)key.Epilogue;
             var stride = key.VectorStride;

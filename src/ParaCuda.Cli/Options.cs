@@ -18,7 +18,7 @@ internal static class Options
 
     public static Option<string?> Devices { get; } = new("--devices") { Description = "GPUs (or emulated devices) to spread the branches over, round-robin, e.g. 0,1; 0,0 runs the multi-device path on one card" };
 
-    public static Option<string?> Precision { get; } = Choice<string?>("--precision", "GEMMs on the GPU: tf32 (tensor cores, the default where the GPU has them) or fp32 (strict)", null, ["fp32", "tf32"]);
+    public static Option<string?> Precision { get; } = Choice<string?>("--precision", "Products on the GPU (GEMMs, attention): tf32 (tensor cores, the default where the GPU has them), bf16 (bf16 tensor cores from float32 tensors: twice TF32's rate, about 4e-3 relative) or fp32 (strict)", null, ["fp32", "tf32", "bf16"]);
 
     public static Option<string?> BranchExec { get; } = Choice<string?>("--branch-exec", "How branches run on a GPU: batched (the branches of a prefix as one batch: every op launched once for all of them; the default on one device, where it measured fastest), streams (each on its own stream; the default over several devices) or serial (one stream per device)", null, ["serial", "streams", "batched"]);
 

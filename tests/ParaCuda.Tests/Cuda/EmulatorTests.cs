@@ -76,6 +76,32 @@ public class EmulatorTests
                 out[threadIdx.x] = warp_sum(1.0f);
         }
 
+        // One warp: d = a·b for a 16×16 and b 16×8 (row-major float32) on the bf16 tensor cores. With wrong set,
+        // the slip of taking the second register for the second k-half (it holds rows 8-15) instead of the third.
+        extern "C" __global__ void bf16_tile(const float* __restrict__ a, const float* __restrict__ b, int wrong, float* __restrict__ d)
+        {
+            const int g = threadIdx.x / 4, t = threadIdx.x % 4;
+            unsigned int fa[4] = {
+                pack_bf16x2(a[g * 16 + 2 * t], a[g * 16 + 2 * t + 1]),
+                pack_bf16x2(a[(g + 8) * 16 + 2 * t], a[(g + 8) * 16 + 2 * t + 1]),
+                pack_bf16x2(a[g * 16 + 2 * t + 8], a[g * 16 + 2 * t + 9]),
+                pack_bf16x2(a[(g + 8) * 16 + 2 * t + 8], a[(g + 8) * 16 + 2 * t + 9])};
+            if (wrong)
+            {
+                const unsigned int swap = fa[1];
+                fa[1] = fa[2];
+                fa[2] = swap;
+            }
+            const unsigned int fb[2] = {pack_bf16x2(b[2 * t * 8 + g], b[(2 * t + 1) * 8 + g]), pack_bf16x2(b[(2 * t + 8) * 8 + g], b[(2 * t + 9) * 8 + g])};
+            const float zero[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            float out[4];
+            mma_bf16_m16n8k16(out, fa, fb, zero);
+            d[g * 8 + 2 * t] = out[0];
+            d[g * 8 + 2 * t + 1] = out[1];
+            d[(g + 8) * 8 + 2 * t] = out[2];
+            d[(g + 8) * 8 + 2 * t + 1] = out[3];
+        }
+
         // Uses as much dynamic shared memory as it is launched with.
         extern "C" __global__ void big_shared(int words, float* out)
         {
@@ -267,7 +293,7 @@ public class EmulatorTests
         var ctx = Context(backend);
         var a = Tensor.FromArray([1f, 4f, 2f, 5f, 3f, 6f], new Shape(6), ctx); // columns (1, 4), (2, 5), (3, 6)
         var b = Tensor.FromArray([1f, 10f, 2f, 20f, 3f, 30f], new Shape(6), ctx); // B = [[1, 2, 3], [10, 20, 30]]
-        var call = new GemmCall(false, true, 2, 2, 3, 1f, P(a), 2, 0, P(b), 2, 0, 0f, 0, 2, 0, 1, false);
+        var call = new GemmCall(false, true, 2, 2, 3, 1f, P(a), 2, 0, P(b), 2, 0, 0f, 0, 2, 0, 1, BlasCompute.Fp32);
         var (d, bias) = (Tensor.Full(new Shape(4), float.NaN, DType.Float32, ctx), Tensor.FromArray([100f, 200f], new Shape(2), ctx));
         Assert.That(backend.Gpu.GemmEpilogue(ctx.Blas, call with { C = P(d) }, LtEpilogue.Bias, P(bias), 0), Is.True);
         Assert.That(d.ToArray<float>(), Is.EqualTo(new[] { 14f + 100f, 32f + 200f, 140f + 100f, 320f + 200f }), "D[i, j] = Σ A[i, l]·B[j, l] + bias[i]");
@@ -275,6 +301,45 @@ public class EmulatorTests
         Assert.That(backend.Gpu.GemmEpilogue(ctx.Blas, call with { C = P(d) }, LtEpilogue.BiasGradientB, P(gradient), 0), Is.True);
         Assert.That(gradient.ToArray<float>(), Is.EqualTo(new[] { 6f, 60f }), "vector[j] = Σ_k op(B)[k, j], one per column of D");
         Assert.That(d.ToArray<float>(), Is.EqualTo(new[] { 14f, 32f, 140f, 320f }), "and D the plain product");
+    }
+
+    [Test]
+    public void The_bf16_tensor_core_product_follows_the_ptx_layout_and_rounds_to_nearest_even()
+    {
+        using var backend = Planted(1);
+        using var scope = TensorScope.Begin();
+        var ctx = Context(backend);
+        var (a, b) = (Rand.Values(16 * 16, 71), Rand.Values(16 * 8, 72));
+        // Exact bf16 products summed in double: what the tensor cores compute up to the final rounding.
+        var expected = new double[16 * 8];
+        for (var i = 0; i < 16; i++)
+        {
+            for (var j = 0; j < 8; j++)
+            {
+                for (var k = 0; k < 16; k++)
+                {
+                    expected[(i * 8) + j] += Bf16((float)a[(i * 16) + k]) * Bf16((float)b[(k * 8) + j]);
+                }
+            }
+        }
+
+        var (ga, gb) = (Rand.Tensor(a, new Shape(256)), Rand.Tensor(b, new Shape(128)));
+        double Error(int wrong)
+        {
+            var d = Tensor.Full(new Shape(128), float.NaN, DType.Float32, ctx);
+            Launch(backend, "bf16_tile", 1, 32, P(Tensor.FromArray(ga.ToArray<float>(), ga.Shape, ctx)), P(Tensor.FromArray(gb.ToArray<float>(), gb.Shape, ctx)), wrong, P(d));
+            return Close.RelativeError(d.ToArray<float>().Select(v => (double)v).ToArray(), expected);
+        }
+
+        Assert.That(Error(0), Is.LessThan(1e-6), "the PTX layout, round to nearest even");
+        Assert.That(Error(1), Is.GreaterThan(0.05), "a planted slip in the A fragment is far off");
+    }
+
+    /// <summary>x rounded to bf16, to nearest even.</summary>
+    private static double Bf16(float x)
+    {
+        var bits = BitConverter.SingleToUInt32Bits(x);
+        return BitConverter.UInt32BitsToSingle((bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u);
     }
 
     [Test]

@@ -225,15 +225,16 @@ public abstract class OpsParityTests : CudaDeviceTests
         Same(gdbias, dbias, Tolerance, "dbias accumulated");
     }
 
-    [Test]
-    public void Gemm_in_tf32_is_within_tf32_rounding()
+    [TestCase(GemmPrecision.Tf32, 1e-3, 1e-6)]
+    [TestCase(GemmPrecision.Bf16, 1e-2, 1e-3)]
+    public void Gemm_on_tensor_cores_is_within_their_rounding(GemmPrecision precision, double most, double least)
     {
         if (!Backend.Gpu.Properties.HasTf32)
         {
-            Assert.Ignore($"{Backend.Gpu.Properties.Name} has no TF32");
+            Assert.Ignore($"{Backend.Gpu.Properties.Name} has no TF32 or bf16 tensor cores");
         }
 
-        using var tf32 = Open(GemmPrecision.Tf32, index: 2);
+        using var tf32 = Open(precision, index: 2);
         const int m = 64, n = 48, k = 96;
         var a = Rand.Tensor(new Shape(m, k), 18);
         var b = Rand.Tensor(new Shape(k, n), 19);
@@ -243,8 +244,8 @@ public abstract class OpsParityTests : CudaDeviceTests
         var gc = Tensor.Full(c.Shape, float.NaN, DType.Float32, ctx);
         ctx.Ops.Gemm(Tensor.FromArray(a.ToArray<float>(), a.Shape, ctx), Tensor.FromArray(b.ToArray<float>(), b.Shape, ctx), gc);
         var error = Close.RelativeError(gc.ToArray<float>().Select(v => (double)v).ToArray(), c.ToDoubles());
-        Assert.That(error, Is.LessThanOrEqualTo(1e-3), "TF32 GEMMs agree with float32 to TF32's rounding");
-        Assert.That(error, Is.GreaterThan(1e-6), "and do round: TF32 mode is in effect");
+        Assert.That(error, Is.LessThanOrEqualTo(most), $"{precision} GEMMs agree with float32 to their rounding");
+        Assert.That(error, Is.GreaterThan(least), $"and do round: {precision} is in effect");
     }
 
     [TestCase(false)]
@@ -339,28 +340,33 @@ public abstract class OpsParityTests : CudaDeviceTests
 
     // TF32 precision puts attention's two products on the tensor cores (mma.sync): several key tiles with a
     // ragged last one, a query tile past the end, the head dims of the fast path.
-    [TestCase(2, 67, 2, 64)]
-    [TestCase(1, 9, 1, 32)]
-    [TestCase(1, 20, 2, 128)]
-    [TestCase(3, 130, 1, 8)]
-    public void Attention_on_tensor_cores_is_within_tf32_rounding(int batch, int tokens, int heads, int headDim)
+    [TestCase(GemmPrecision.Tf32, 2, 67, 2, 64)]
+    [TestCase(GemmPrecision.Tf32, 1, 9, 1, 32)]
+    [TestCase(GemmPrecision.Tf32, 1, 20, 2, 128)]
+    [TestCase(GemmPrecision.Tf32, 3, 130, 1, 8)]
+    [TestCase(GemmPrecision.Bf16, 2, 67, 2, 64)]
+    [TestCase(GemmPrecision.Bf16, 1, 9, 1, 32)]
+    [TestCase(GemmPrecision.Bf16, 1, 20, 2, 128)]
+    public void Attention_on_tensor_cores_is_within_their_rounding(GemmPrecision precision, int batch, int tokens, int heads, int headDim)
     {
         if (!Backend.Gpu.Properties.HasTf32)
         {
-            Assert.Ignore($"{Backend.Gpu.Properties.Name} has no TF32");
+            Assert.Ignore($"{Backend.Gpu.Properties.Name} has no TF32 or bf16 tensor cores");
         }
 
-        using var tf32 = Open(GemmPrecision.Tf32, index: 2);
-        var results = AttentionOnDevice(tf32.DefaultContext, batch, tokens, heads, headDim, keepLse: true);
+        // TF32 keeps 10 mantissa bits, bf16 7: their errors lie about 8× apart, so each bound also tells them apart.
+        var (most, least) = precision == GemmPrecision.Bf16 ? (1e-2, 1e-3) : (2e-3, 1e-6);
+        using var cores = Open(precision, index: 2);
+        var results = AttentionOnDevice(cores.DefaultContext, batch, tokens, heads, headDim, keepLse: true);
         foreach (var (device, cpu, what) in results)
         {
             var error = Close.RelativeError(device.ToArray<float>().Select(v => (double)v).ToArray(), cpu.ToDoubles());
-            Assert.That(error, Is.LessThanOrEqualTo(2e-3), $"{what}: TF32 attention agrees with float32 to TF32's rounding");
+            Assert.That(error, Is.LessThanOrEqualTo(most), $"{what}: {precision} attention agrees with float32 to its rounding");
         }
 
         var (output, cpuOutput, _) = results[0];
         var outError = Close.RelativeError(output.ToArray<float>().Select(v => (double)v).ToArray(), cpuOutput.ToDoubles());
-        Assert.That(outError, Is.GreaterThan(1e-6), "and does round: the tensor-core kernel is in effect");
+        Assert.That(outError, Is.GreaterThan(least), $"and does round: the {precision} tensor-core kernel is in effect");
     }
 
     [Test]

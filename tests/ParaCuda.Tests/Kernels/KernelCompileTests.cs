@@ -68,6 +68,22 @@ public class KernelCompileTests
         }
     }
 
+    [TestCase(80, 64)]
+    [TestCase(90, 32)]
+    [TestCase(90, 128)]
+    public void The_bf16_tensor_core_attention_compiles_to_bf16_mma(int architecture, int headDim)
+    {
+        var sources = KernelSources.Load();
+        foreach (var file in new[] { "attention_forward_tc.cu", "attention_backward_tc.cu" })
+        {
+            var output = KernelCompiler.Compile(sources, file, architecture, defines: [$"PC_HEAD_DIM={headDim}", "PC_BF16=1"]);
+            Assert.That(output.Log, Is.Empty, $"{file}: NVRTC warnings count as failures");
+            Assert.That(output.Ptx, Does.Contain("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"), $"{file} multiplies in bf16");
+            Assert.That(output.Ptx, Does.Contain("cvt.rn.bf16x2.f32"), $"{file} rounds its operands to bf16");
+            Assert.That(output.Ptx, Does.Not.Contain(".tf32"), $"{file} has no TF32 product left");
+        }
+    }
+
     [Test]
     public void A_head_dim_beyond_the_kernels_fails_to_compile_with_the_reason()
     {

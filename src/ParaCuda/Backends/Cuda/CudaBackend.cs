@@ -14,6 +14,12 @@ public enum GemmPrecision
 
     /// <summary>TF32 tensor cores with float32 accumulation (about 1e-3 relative): the default where the GPU has them.</summary>
     Tf32,
+
+    /// <summary>
+    /// bf16 tensor cores with float32 accumulation, from float32 tensors: each product's operands rounded to bf16
+    /// (about 4e-3 relative), twice TF32's tensor-core rate. Storage stays float32.
+    /// </summary>
+    Bf16,
 }
 
 /// <summary>
@@ -64,7 +70,7 @@ public sealed class CudaBackend : Backend
         get
         {
             var p = Gpu.Properties;
-            return string.Create(CultureInfo.InvariantCulture, $"{Device}: {p.Name} (sm_{p.Architecture}, {p.Multiprocessors} SMs, {p.TotalMemory / (double)(1L << 30):F1} GiB), {p.Runtime}, {(Precision == GemmPrecision.Tf32 ? "TF32" : "FP32")} GEMMs");
+            return string.Create(CultureInfo.InvariantCulture, $"{Device}: {p.Name} (sm_{p.Architecture}, {p.Multiprocessors} SMs, {p.TotalMemory / (double)(1L << 30):F1} GiB), {p.Runtime}, {Precision.ToString().ToUpperInvariant()} GEMMs");
         }
     }
 
@@ -93,9 +99,9 @@ public sealed class CudaBackend : Backend
     {
         ArgumentNullException.ThrowIfNull(gpu);
         var chosen = precision ?? (gpu.Properties.HasTf32 ? GemmPrecision.Tf32 : GemmPrecision.Fp32);
-        if (chosen == GemmPrecision.Tf32 && !gpu.Properties.HasTf32)
+        if (chosen != GemmPrecision.Fp32 && !gpu.Properties.HasTf32)
         {
-            throw new ArgumentException($"{gpu.Properties.Name} (sm_{gpu.Properties.Architecture}) has no TF32 tensor cores; use fp32 precision", nameof(precision));
+            throw new ArgumentException($"{gpu.Properties.Name} (sm_{gpu.Properties.Architecture}) has no TF32 or bf16 tensor cores; use fp32 precision", nameof(precision));
         }
 
         return new CudaBackend(gpu, index, chosen, sources ?? KernelSources.Load(), ownsGpu);

@@ -236,11 +236,11 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     }
 
     /// <summary>
-    /// Whether attention runs on the TF32 tensor cores: with TF32 precision (its two products are GEMMs, and
-    /// `--precision tf32` puts GEMMs on the tensor cores), a head dim the tiled kernels take, and a grid in range.
+    /// Whether attention runs on the tensor cores: with TF32 or bf16 precision (its two products are GEMMs, which
+    /// those put on the tensor cores), a head dim the tiled kernels take, and a grid in range.
     /// </summary>
     private bool OnTensorCores(int batch, int heads, int headDim) =>
-        Backend.Precision == GemmPrecision.Tf32 && headDim % 8 == 0 && headDim <= 128 && (long)batch * heads <= 65535;
+        Backend.Precision != GemmPrecision.Fp32 && headDim % 8 == 0 && headDim <= 128 && (long)batch * heads <= 65535;
 
     protected override void AttentionBackwardCore(Tensor qkv, Tensor output, Tensor dOutput, Tensor? lse, int heads, Tensor dQkv)
     {
@@ -263,12 +263,15 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     }
 
     /// <summary>
-    /// A tensor-core attention kernel (attention_tc.cuh): a block of 4 warps per 64 rows of each (batch, head),
-    /// two staged 64-row tiles of shared memory plus <paramref name="extraFloats"/>.
+    /// A tensor-core attention kernel (attention_tc.cuh), TF32 or bf16 as the precision says: a block of 4 warps per
+    /// 64 rows of each (batch, head), two staged 64-row tiles of shared memory plus <paramref name="extraFloats"/>.
     /// </summary>
     private void TensorCoreLaunch(string file, string name, int batch, int tokens, int heads, int headDim, int extraFloats, params ReadOnlySpan<KernelArgument> arguments)
     {
-        var kernel = Attention(file, name, headDim);
+        // bf16 products need head dims in steps of 16 (mma m16n8k16); others take the TF32 kernels.
+        var kernel = Backend.Precision == GemmPrecision.Bf16 && headDim % 16 == 0
+            ? Backend.Kernel(file, name, $"PC_HEAD_DIM={headDim}", "PC_BF16=1")
+            : Attention(file, name, headDim);
         var shared = ((TensorCoreTile * 2 * (headDim + 4)) + extraFloats) * sizeof(float);
         Backend.AllowSharedMemory(kernel, shared);
         context.Launch(kernel, new Dim3((uint)((tokens + TensorCoreTile - 1) / TensorCoreTile), (uint)(batch * heads)), new Dim3(128), shared, arguments);
@@ -479,7 +482,12 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
             Ldc: Math.Max(n, 1),
             StrideC: strideC,
             Batch: batch,
-            Tf32: Backend.Precision == GemmPrecision.Tf32);
+            Compute: Backend.Precision switch
+            {
+                GemmPrecision.Tf32 => BlasCompute.Tf32,
+                GemmPrecision.Bf16 => BlasCompute.Bf16,
+                _ => BlasCompute.Fp32,
+            });
         if (epilogue is { } e)
         {
             return context.Gpu.GemmEpilogue(context.Blas, call, e, vector, vectorStride);

@@ -272,13 +272,13 @@ public sealed unsafe class DriverGpu : IGpu
         var (workspace, stream) = _blasHandles[blas];
         return CublasLt.Matmul(
             _lt.Value, gemm.TransA, gemm.TransB, gemm.M, gemm.N, gemm.K, gemm.Alpha, gemm.A, gemm.Lda, gemm.StrideA, gemm.B, gemm.Ldb, gemm.StrideB,
-            gemm.Beta, gemm.C, gemm.Ldc, gemm.StrideC, gemm.Batch, gemm.Tf32, epilogue, vector, vectorStride, workspace, BlasWorkspaceBytes, stream);
+            gemm.Beta, gemm.C, gemm.Ldc, gemm.StrideC, gemm.Batch, gemm.Compute, epilogue, vector, vectorStride, workspace, BlasWorkspaceBytes, stream);
     }
 
     public void Gemm(nint blas, in GemmCall gemm)
     {
         Current();
-        Cublas.GemmStridedBatched(blas, gemm.TransA, gemm.TransB, gemm.M, gemm.N, gemm.K, gemm.Alpha, gemm.A, gemm.Lda, gemm.StrideA, gemm.B, gemm.Ldb, gemm.StrideB, gemm.Beta, gemm.C, gemm.Ldc, gemm.StrideC, gemm.Batch, gemm.Tf32);
+        Cublas.GemmStridedBatched(blas, gemm.TransA, gemm.TransB, gemm.M, gemm.N, gemm.K, gemm.Alpha, gemm.A, gemm.Lda, gemm.StrideA, gemm.B, gemm.Ldb, gemm.StrideB, gemm.Beta, gemm.C, gemm.Ldc, gemm.StrideC, gemm.Batch, gemm.Compute);
     }
 
     /// <summary>cuBLAS's version, read through a handle.</summary>

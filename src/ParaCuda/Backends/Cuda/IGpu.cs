@@ -59,7 +59,7 @@ public readonly record struct GemmCall(
     int Ldc,
     long StrideC,
     int Batch,
-    bool Tf32);
+    BlasCompute Compute);
 
 /// <summary>
 /// One CUDA device as the CUDA backend drives it: the driver API and cuBLAS on a real GPU

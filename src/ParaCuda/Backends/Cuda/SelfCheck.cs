@@ -20,11 +20,17 @@ public static class SelfCheck
 {
     private const double Float32 = 1e-5;
     private const double Tf32 = 5e-3;
+    private const double Bf16 = 1e-2;
 
     public static IReadOnlyList<SelfCheckResult> Run(CudaBackend backend)
     {
         ArgumentNullException.ThrowIfNull(backend);
-        var gemm = backend.Precision == GemmPrecision.Tf32 ? Tf32 : Float32;
+        var gemm = backend.Precision switch
+        {
+            GemmPrecision.Tf32 => Tf32,
+            GemmPrecision.Bf16 => Bf16,
+            _ => Float32,
+        };
         (string Name, double Tolerance, Func<Side, IEnumerable<Tensor>> Body)[] cases =
         [
             ("fill, copy (strided), add, scale", Float32, s =>

@@ -5,8 +5,8 @@ namespace ParaCuda.Backends.Cuda.Emulator;
 /// <summary>
 /// cuBLAS's strided-batched GEMM computed on the CPU with double accumulation, in cuBLAS's terms (column-major,
 /// transposes, leading dimensions, batch strides, alpha/beta with C not read when beta is 0), so the
-/// backend's mapping of row-major tensors onto cuBLAS is what gets checked. In TF32 mode the inputs are first
-/// rounded to TF32 (10 mantissa bits), as the tensor cores read them.
+/// backend's mapping of row-major tensors onto cuBLAS is what gets checked. In TF32 or bf16 compute the inputs are
+/// first rounded to TF32 (10 mantissa bits) or bf16 (7), as the tensor cores read them.
 /// </summary>
 internal static unsafe class ReferenceBlas
 {
@@ -87,7 +87,7 @@ internal static unsafe class ReferenceBlas
             {
                 for (var l = 0; l < c.K; l++)
                 {
-                    opA[((long)i * c.K) + l] = Input(c.TransA ? a[l + ((long)i * c.Lda)] : a[i + ((long)l * c.Lda)], c.Tf32);
+                    opA[((long)i * c.K) + l] = Input(c.TransA ? a[l + ((long)i * c.Lda)] : a[i + ((long)l * c.Lda)], c.Compute);
                 }
             }
 
@@ -95,7 +95,7 @@ internal static unsafe class ReferenceBlas
             {
                 for (var l = 0; l < c.K; l++)
                 {
-                    opB[((long)j * c.K) + l] = Input(c.TransB ? bm[j + ((long)l * c.Ldb)] : bm[l + ((long)j * c.Ldb)], c.Tf32);
+                    opB[((long)j * c.K) + l] = Input(c.TransB ? bm[j + ((long)l * c.Ldb)] : bm[l + ((long)j * c.Ldb)], c.Compute);
                 }
             }
 
@@ -120,15 +120,17 @@ internal static unsafe class ReferenceBlas
         }
     }
 
-    /// <summary>x as the GEMM reads it: unchanged, or rounded to TF32 (to nearest, ties away from zero).</summary>
-    private static double Input(float x, bool tf32)
+    /// <summary>x as the GEMM reads it: unchanged, rounded to TF32 (to nearest, ties away from zero) or to bf16 (to nearest even).</summary>
+    private static double Input(float x, BlasCompute compute)
     {
-        if (!tf32 || !float.IsFinite(x))
+        if (compute == BlasCompute.Fp32 || !float.IsFinite(x))
         {
             return x;
         }
 
         var bits = BitConverter.SingleToUInt32Bits(x);
-        return BitConverter.UInt32BitsToSingle((bits + 0x1000u) & 0xFFFFE000u);
+        return compute == BlasCompute.Tf32
+            ? BitConverter.UInt32BitsToSingle((bits + 0x1000u) & 0xFFFFE000u)
+            : BitConverter.UInt32BitsToSingle((bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u);
     }
 }

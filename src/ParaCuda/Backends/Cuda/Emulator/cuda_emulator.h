@@ -114,6 +114,7 @@ enum class Collective
     all,
     syncwarp,
     mma,
+    mma_bf16,
 };
 
 // One warp's collective in progress: the lanes that arrived, and what they brought.
@@ -441,10 +442,69 @@ inline void finish_mma(WarpCall& call)
     }
 }
 
+// The float32 value of a bf16 held in 16 bits.
+inline double bf16_value(unsigned int bits16)
+{
+    const unsigned int bits = bits16 << 16;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, laid out as the PTX ISA says ("Matrix Fragments for
+// mma.m16n8k16", .bf16): with g = lane / 4 and t = lane % 4, each register holds two bf16 (the smaller index in
+// the low half) and lane holds
+//   A (16×16): a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8, 2t+9], a3 = A[g+8][2t+8, 2t+9]
+//   B (16×8):  b0 = B[2t, 2t+1][g], b1 = B[2t+8, 2t+9][g]
+//   C, D (16×8): as for the TF32 mma.
+// bf16 products are exact in double; the sum is rounded to float32 once.
+inline void finish_mma_bf16(WarpCall& call)
+{
+    double a[16][16], b[16][8], c[16][8];
+    for (int lane = 0; lane < 32; ++lane)
+    {
+        const int g = lane / 4, t = lane % 4;
+        unsigned int r[6];
+        std::memcpy(r, call.operands[lane], sizeof r);
+        const int rows[4] = {g, g + 8, g, g + 8};
+        for (int i = 0; i < 4; ++i)
+        {
+            const int col = 2 * t + (i >= 2 ? 8 : 0);
+            a[rows[i]][col] = bf16_value(r[i] & 0xFFFFu);
+            a[rows[i]][col + 1] = bf16_value(r[i] >> 16);
+        }
+        for (int i = 0; i < 2; ++i)
+        {
+            const int row = 2 * t + 8 * i;
+            b[row][g] = bf16_value(r[4 + i] & 0xFFFFu);
+            b[row + 1][g] = bf16_value(r[4 + i] >> 16);
+        }
+        const float* f = call.operands[lane];
+        c[g][2 * t] = f[6];
+        c[g][2 * t + 1] = f[7];
+        c[g + 8][2 * t] = f[8];
+        c[g + 8][2 * t + 1] = f[9];
+    }
+    for (int lane = 0; lane < 32; ++lane)
+    {
+        const int g = lane / 4, t = lane % 4;
+        for (int r = 0; r < 4; ++r)
+        {
+            const int row = g + 8 * (r / 2), col = 2 * t + r % 2;
+            double sum = c[row][col];
+            for (int k = 0; k < 16; ++k)
+                sum += a[row][k] * b[k][col];
+            call.product[lane][r] = (float)sum;
+        }
+    }
+}
+
 inline void finish_collective(State& s, WarpCall& call, int warp)
 {
     if (call.kind == Collective::mma)
         finish_mma(call);
+    if (call.kind == Collective::mma_bf16)
+        finish_mma_bf16(call);
     unsigned int ballot = 0;
     for (int lane = 0; lane < 32; ++lane)
         if ((call.mask & (1u << lane)) && call.value[lane])
@@ -584,6 +644,37 @@ inline void mma_tf32(int line, float d[4], const float a[4], const float b[2], c
         d[i] = product[i];
 }
 
+// One warp's m16n8k16 bf16 product D = A·B + C (see finish_mma_bf16), met by all 32 lanes at the same line.
+inline void mma_bf16(int line, float d[4], const unsigned int a[4], const unsigned int b[2], const float c[4])
+{
+    State& s = state();
+    float* operands = s.warps[s.current / 32].operands[s.current % 32];
+    std::memcpy(operands, a, 4 * sizeof(unsigned int));
+    std::memcpy(operands + 4, b, 2 * sizeof(unsigned int));
+    for (int i = 0; i < 4; ++i)
+        operands[6 + i] = c[i];
+    collective(line, Collective::mma_bf16, 0xffffffffu, 0, 0, 32);
+    const float* product = s.warps[s.current / 32].product[s.current % 32];
+    for (int i = 0; i < 4; ++i)
+        d[i] = product[i];
+}
+
+// cvt.rn.bf16.f32: the top 16 bits of float32, rounded to nearest even; NaN becomes the canonical 0x7FFF.
+inline unsigned int to_bf16_bits(float x)
+{
+    unsigned int bits;
+    std::memcpy(&bits, &x, 4);
+    if (std::isnan(x))
+        return 0x7FFFu;
+    return (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+}
+
+// cvt.rn.bf16x2.f32 d, hi, lo.
+inline unsigned int pack_bf16x2(float lo, float hi)
+{
+    return to_bf16_bits(lo) | (to_bf16_bits(hi) << 16);
+}
+
 // cvt.rna.tf32.f32: float32 rounded to TF32's 10 mantissa bits, to nearest with ties away from zero.
 inline float to_tf32(float x)
 {
@@ -699,6 +790,12 @@ inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __int_as_float(int bits)
+{
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+inline float __uint_as_float(unsigned int bits)
 {
     float f;
     std::memcpy(&f, &bits, 4);
