@@ -50,21 +50,17 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
 #pragma unroll 1
         for (int n = 0; head.working && n < TC_ROWS / 8 && k0 + n * 8 < tokens; n += 2)
         {
-            float ds[2][4] = {};
+            float s[2][4] = {}, dp[2][4] = {}, ds[2][4];
+            tc_two_steps(s, dp, qa, ks, da, vs, n, k0, tokens);
 #pragma unroll
             for (int h = 0; h < 2; ++h)
             {
-                if (k0 + (n + h) * 8 >= tokens)
-                    break;
-                float s[4], dp[4];
-                tc_times_tile_transposed(s, qa, ks, n + h);
-                tc_times_tile_transposed(dp, da, vs, n + h);
 #pragma unroll
                 for (int j = 0; j < 4; ++j)
                 {
                     const bool inside = k0 + (n + h) * 8 + 2 * t + j % 2 < tokens;
-                    const float p = inside ? exp2f(s[j] - (j < 2 ? lse0 : lse1)) : 0.0f;
-                    ds[h][j] = p * (dp[j] - (j < 2 ? delta0 : delta1));
+                    const float p = inside ? exp2f(s[h][j] - (j < 2 ? lse0 : lse1)) : 0.0f;
+                    ds[h][j] = p * (dp[h][j] - (j < 2 ? delta0 : delta1));
                 }
             }
             tc_accumulate_pair(dq, ds[0], ds[1], ks, n);
@@ -111,21 +107,17 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
 #pragma unroll 1
         for (int n = 0; head.working && n < TC_ROWS / 8 && i0 + n * 8 < tokens; n += 2)
         {
-            float p[2][4] = {}, ds[2][4] = {};
+            float s[2][4] = {}, dp[2][4] = {}, p[2][4], ds[2][4];
+            tc_two_steps(s, dp, ka, qs, va, dos, n, i0, tokens);
 #pragma unroll
             for (int h = 0; h < 2; ++h)
             {
-                if (i0 + (n + h) * 8 >= tokens)
-                    break;
-                float s[4], dp[4];
-                tc_times_tile_transposed(s, ka, qs, n + h);
-                tc_times_tile_transposed(dp, va, dos, n + h);
 #pragma unroll
                 for (int j = 0; j < 4; ++j)
                 {
                     const int column = (n + h) * 8 + 2 * t + j % 2;
-                    p[h][j] = i0 + column < tokens ? exp2f(s[j] - lses[column]) : 0.0f;
-                    ds[h][j] = p[h][j] * (dp[j] - deltas[column]);
+                    p[h][j] = i0 + column < tokens ? exp2f(s[h][j] - lses[column]) : 0.0f;
+                    ds[h][j] = p[h][j] * (dp[h][j] - deltas[column]);
                 }
             }
             tc_accumulate_pair(dv, p[0], p[1], dos, n);

@@ -138,6 +138,21 @@ __device__ __forceinline__ void tc_times_tile_transposed(float acc[4], const TcO
     }
 }
 
+// The backward's two products for tile steps n and n + 1: s = a · a_tileᵀ (scores) and dp = b · b_tileᵀ (dP). A step
+// wholly past the end (first + its rows ≥ tokens) is skipped and keeps the zeros the caller gave it.
+__device__ __forceinline__ void tc_two_steps(float (&s)[2][4], float (&dp)[2][4], const TcOperand (&a)[TC_KSTEPS][4], const float* a_tile,
+                                             const TcOperand (&b)[TC_KSTEPS][4], const float* b_tile, int n, int first, int tokens)
+{
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+    {
+        if (first + (n + h) * 8 >= tokens)
+            break;
+        tc_times_tile_transposed(s[h], a, a_tile, n + h);
+        tc_times_tile_transposed(dp[h], b, b_tile, n + h);
+    }
+}
+
 #if !PC_BF16
 // out (16 × Dh) += C · tile rows n·8 .. n·8 + 7, where c is a 16 × 8 accumulator fragment (see the permutation above).
 __device__ __forceinline__ void tc_accumulate_times_tile(float (&out)[TC_STEPS][4], const float c[4], const float* tile, int n)

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using ParaCuda.Backends;
 using ParaCuda.Backends.Cpu;
+using ParaCuda.Backends.Cuda;
 using ParaCuda.Data;
 using ParaCuda.Models;
 using ParaCuda.Perf;
@@ -26,11 +27,13 @@ var compile = new Option<bool>("--torch-compile") { Description = "Also time the
 var data = new Option<string?>("--data") { Description = "Fashion-MNIST folder for the epoch suite (default: its standard location)" };
 var quick = new Option<bool>("--quick") { Description = "The tiny workload instead of S1 and S2 (the default on the emulated device)" };
 var json = new Option<FileInfo?>("--json") { Description = "Also write the results as JSON to this file" };
+var precisionOption = new Option<string?>("--precision") { Description = "Products on the device: tf32 (the default where the device has tensor cores), bf16 (bf16 tensor cores from float32 tensors; compared with PyTorch's bf16 autocast) or fp32" };
+precisionOption.AcceptOnlyFromAmong("fp32", "tf32", "bf16");
 var budget = new Option<double>("--seconds") { Description = "Timing budget per item, seconds (median of all repeats in it)", DefaultValueFactory = _ => 1.0 };
 
 var root = new RootCommand("ParaCuda perf harness: times the engine and reports each item against ceilings and the PyTorch reference measured in the same run.")
 {
-    suite, device, modes, reference, python, compile, data, quick, json, budget,
+    suite, device, modes, reference, python, compile, data, quick, json, budget, precisionOption,
 };
 
 root.SetAction(parse =>
@@ -68,6 +71,9 @@ root.SetAction(parse =>
     }
 
     var emulated = target == "emu";
+    // Without --precision the backend's default (TF32 where the device has it); PyTorch's TF32 rows are the reference.
+    var precisionName = parse.GetValue(precisionOption) ?? "tf32";
+    var gemmPrecision = parse.GetValue(precisionOption) is { } given ? Enum.Parse<GemmPrecision>(given, ignoreCase: true) : (GemmPrecision?)null;
     if (!emulated && ParaCuda.Native.CudaDriver.UnavailableReason is { } noGpu)
     {
         AnsiConsole.MarkupLine($"[red]error:[/] --device cuda: {Markup.Escape(noGpu)}");
@@ -117,7 +123,7 @@ root.SetAction(parse =>
         }
     }
 
-    using (var placement = Placement.Cuda([0], emulated, executions.FirstOrDefault(BranchExecution.Streams)))
+    using (var placement = Placement.Cuda([0], emulated, executions.FirstOrDefault(BranchExecution.Streams), gemmPrecision))
     {
         description = placement.Describe();
         var main = placement.Main;
@@ -141,7 +147,7 @@ root.SetAction(parse =>
             foreach (var mode in executions)
             {
                 AnsiConsole.MarkupLine($"[grey]suite model at {w}, branches {mode.ToString().ToLowerInvariant()}…[/]");
-                using var placement = Placement.Cuda([0], emulated, mode);
+                using var placement = Placement.Cuda([0], emulated, mode, gemmPrecision);
                 Add(new ModelSuite(seconds).Steps(w, placement, mode.ToString().ToLowerInvariant()));
             }
         }
@@ -159,7 +165,7 @@ root.SetAction(parse =>
             foreach (var mode in executions)
             {
                 AnsiConsole.MarkupLine($"[grey]suite epoch, branches {mode.ToString().ToLowerInvariant()}…[/]");
-                using var placement = Placement.Cuda([0], emulated, mode);
+                using var placement = Placement.Cuda([0], emulated, mode, gemmPrecision);
                 Add([ModelSuite.Epoch(epoch.Name, epoch.Config!, epoch.Options!, epoch.Data!, placement, mode.ToString().ToLowerInvariant())]);
                 if (mode == BranchExecution.Batched)
                 {
@@ -181,7 +187,7 @@ root.SetAction(parse =>
 
     if (parse.GetValue(reference) == "auto")
     {
-        CompareWithPyTorch(parse.GetValue(python) ?? Reference.FindPython(), emulated, parse.GetValue(compile), workloads, seconds, results, references);
+        CompareWithPyTorch(parse.GetValue(python) ?? Reference.FindPython(), emulated, precisionName, parse.GetValue(compile), workloads, seconds, results, references);
     }
 
     var run = Snapshot();
@@ -246,7 +252,7 @@ static (string Name, ModelConfig? Config, TrainOptions? Options, ImageDataset? D
 
 // Runs the PyTorch reference on the same device (the CPU for the emulated device, where no ratio is drawn) and the
 // weights check; adds its rows, and the ratio to PyTorch eager to each of our model rows.
-static void CompareWithPyTorch(string python, bool emulated, bool compile, Workload[] workloads, double seconds, List<Result> results, Dictionary<string, string> notes)
+static void CompareWithPyTorch(string python, bool emulated, string precisionName, bool compile, Workload[] workloads, double seconds, List<Result> results, Dictionary<string, string> notes)
 {
     if (Reference.FindDirectory() is not { } directory)
     {
@@ -264,11 +270,10 @@ static void CompareWithPyTorch(string python, bool emulated, bool compile, Workl
     else
     {
         notes["pytorch"] = torchDevice + (emulated ? " (on the CPU: no ratio against the emulated device)" : "");
-        var precision = emulated ? "fp32" : "tf32";
         for (var i = 0; i < results.Count; i++)
         {
             var ours = results[i];
-            var eager = bench.FirstOrDefault(r => r.Workload == ours.Name && !r.Compiled && !r.Streams && r.Precision == precision);
+            var eager = bench.FirstOrDefault(r => r.Workload == ours.Name && !r.Compiled && !r.Streams && r.Precision == precisionName);
             if (ours.Suite == "model" && eager is not null && !emulated)
             {
                 results[i] = ours with { Reference = $"speed-up over {eager.Variant}", Ratio = eager.MedianMs / ours.Time.MedianMs };

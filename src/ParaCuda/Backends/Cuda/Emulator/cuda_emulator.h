@@ -410,9 +410,27 @@ inline double tf32_operand(float x)
 //   C, D (16×8): c0 = C[g][2t], c1 = C[g][2t+1], c2 = C[g+8][2t], c3 = C[g+8][2t+1].
 // The products of TF32 values are exact in double; the sum is rounded to float32 once (the hardware's order
 // of accumulation is unspecified, so tests compare with TF32 tolerances).
+template <int K>
+inline void multiply_fragments(WarpCall& call, const double (&a)[16][K], const double (&b)[K][8])
+{
+    // C and D (16×8), both mma shapes: c0 = C[g][2t], c1 = C[g][2t+1], c2 = C[g+8][2t], c3 = C[g+8][2t+1].
+    for (int lane = 0; lane < 32; ++lane)
+    {
+        const int g = lane / 4, t = lane % 4;
+        for (int r = 0; r < 4; ++r)
+        {
+            const int row = g + 8 * (r / 2), col = 2 * t + r % 2;
+            double sum = call.operands[lane][6 + r];
+            for (int k = 0; k < K; ++k)
+                sum += a[row][k] * b[k][col];
+            call.product[lane][r] = (float)sum;
+        }
+    }
+}
+
 inline void finish_mma(WarpCall& call)
 {
-    double a[16][8], b[8][8], c[16][8];
+    double a[16][8], b[8][8];
     for (int lane = 0; lane < 32; ++lane)
     {
         const int g = lane / 4, t = lane % 4;
@@ -423,23 +441,8 @@ inline void finish_mma(WarpCall& call)
         a[g + 8][t + 4] = tf32_operand(f[3]);
         b[t][g] = tf32_operand(f[4]);
         b[t + 4][g] = tf32_operand(f[5]);
-        c[g][2 * t] = f[6];
-        c[g][2 * t + 1] = f[7];
-        c[g + 8][2 * t] = f[8];
-        c[g + 8][2 * t + 1] = f[9];
     }
-    for (int lane = 0; lane < 32; ++lane)
-    {
-        const int g = lane / 4, t = lane % 4;
-        for (int r = 0; r < 4; ++r)
-        {
-            const int row = g + 8 * (r / 2), col = 2 * t + r % 2;
-            double sum = c[row][col];
-            for (int k = 0; k < 8; ++k)
-                sum += a[row][k] * b[k][col];
-            call.product[lane][r] = (float)sum;
-        }
-    }
+    multiply_fragments(call, a, b);
 }
 
 // The float32 value of a bf16 held in 16 bits.
@@ -460,7 +463,7 @@ inline double bf16_value(unsigned int bits16)
 // bf16 products are exact in double; the sum is rounded to float32 once.
 inline void finish_mma_bf16(WarpCall& call)
 {
-    double a[16][16], b[16][8], c[16][8];
+    double a[16][16], b[16][8];
     for (int lane = 0; lane < 32; ++lane)
     {
         const int g = lane / 4, t = lane % 4;
@@ -479,24 +482,8 @@ inline void finish_mma_bf16(WarpCall& call)
             b[row][g] = bf16_value(r[4 + i] & 0xFFFFu);
             b[row + 1][g] = bf16_value(r[4 + i] >> 16);
         }
-        const float* f = call.operands[lane];
-        c[g][2 * t] = f[6];
-        c[g][2 * t + 1] = f[7];
-        c[g + 8][2 * t] = f[8];
-        c[g + 8][2 * t + 1] = f[9];
     }
-    for (int lane = 0; lane < 32; ++lane)
-    {
-        const int g = lane / 4, t = lane % 4;
-        for (int r = 0; r < 4; ++r)
-        {
-            const int row = g + 8 * (r / 2), col = 2 * t + r % 2;
-            double sum = c[row][col];
-            for (int k = 0; k < 16; ++k)
-                sum += a[row][k] * b[k][col];
-            call.product[lane][r] = (float)sum;
-        }
-    }
+    multiply_fragments(call, a, b);
 }
 
 inline void finish_collective(State& s, WarpCall& call, int warp)
