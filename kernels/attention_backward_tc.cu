@@ -13,16 +13,23 @@
 // log2(e)/√Dh, p = exp2(s − lse·log2(e))). Columns past the end get probability 0, and 8-column steps wholly
 // past it are skipped; a warp whose rows are all past the end only helps stage the tiles.
 //
-// Launch: grid (ceil(T / 64), B·H), block 128, dynamic shared memory 2·64·(Dh + 4) floats, plus 2·64 floats
-// for dkdv; delta [B, H, T] from attention_backward_rows.
+// Launch: grid (ceil(T / 64), B·H), block 128; delta [B, H, T] from attention_backward_rows. Dynamic shared
+// memory: TF32, two tiles of 64·(Dh + 4) floats (each serves both products); bf16, dq: K and V by rows and K by
+// columns, dkdv: Q and dO by rows and by columns (TC_ROWS_TILE and TC_COLUMNS_TILE words each); dkdv then 2·64
+// floats for lse and δ.
 #include "attention_tc.cuh"
 
 extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse,
                                                                           const float* __restrict__ delta, int batch, int tokens, int heads, float* __restrict__ dqkv)
 {
-    PC_DYNAMIC_SHARED(float, shared);
-    float* ks = shared;
-    float* vs = shared + TC_ROWS * TC_STRIDE;
+    PC_DYNAMIC_SHARED(TcOperand, shared);
+    TcOperand* ks = shared;
+    TcOperand* vs = shared + TC_ROWS_TILE;
+#if PC_BF16
+    TcOperand* kc = vs + TC_ROWS_TILE; // K by columns, for dS·K
+#else
+    TcOperand* kc = ks;
+#endif
     const TcHead head = tc_head(tokens, heads);
     const int dim = head.dim;
     const float* q = qkv + head.qkv;
@@ -44,8 +51,11 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
     for (int k0 = 0; k0 < tokens; k0 += TC_ROWS)
     {
         __syncthreads();
-        tc_stage(ks, q + dim, head.stride, k0, tokens);
-        tc_stage(vs, q + 2 * dim, head.stride, k0, tokens);
+        tc_stage_rows(ks, q + dim, head.stride, k0, tokens);
+        tc_stage_rows(vs, q + 2 * dim, head.stride, k0, tokens);
+#if PC_BF16
+        tc_stage_columns(kc, q + dim, head.stride, k0, tokens);
+#endif
         __syncthreads();
 #pragma unroll 1
         for (int n = 0; head.working && n < TC_ROWS / 8 && k0 + n * 8 < tokens; n += 2)
@@ -63,7 +73,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
                     ds[h][j] = p * (dp[h][j] - (j < 2 ? delta0 : delta1));
                 }
             }
-            tc_accumulate_pair(dq, ds[0], ds[1], ks, n);
+            tc_accumulate_pair(dq, ds[0], ds[1], kc, n);
         }
     }
 
@@ -73,10 +83,18 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
 extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse,
                                                                             const float* __restrict__ delta, int batch, int tokens, int heads, float* __restrict__ dqkv)
 {
-    PC_DYNAMIC_SHARED(float, shared);
-    float* qs = shared;
-    float* dos = shared + TC_ROWS * TC_STRIDE;
-    float* lses = dos + TC_ROWS * TC_STRIDE;
+    PC_DYNAMIC_SHARED(TcOperand, shared);
+    TcOperand* qs = shared;
+    TcOperand* dos = shared + TC_ROWS_TILE;
+#if PC_BF16
+    TcOperand* qc = dos + TC_ROWS_TILE; // Q and dO by columns, for dSᵀ·Q and Pᵀ·dO
+    TcOperand* doc = qc + TC_COLUMNS_TILE;
+    float* lses = reinterpret_cast<float*>(doc + TC_COLUMNS_TILE);
+#else
+    TcOperand* qc = qs;
+    TcOperand* doc = dos;
+    float* lses = dos + TC_ROWS_TILE;
+#endif
     float* deltas = lses + TC_ROWS;
     const TcHead head = tc_head(tokens, heads); // the rows here are keys
     const int dim = head.dim;
@@ -96,8 +114,12 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
     for (int i0 = 0; i0 < tokens; i0 += TC_ROWS)
     {
         __syncthreads();
-        tc_stage(qs, q, head.stride, i0, tokens);
-        tc_stage(dos, dout + head.rows, dim, i0, tokens);
+        tc_stage_rows(qs, q, head.stride, i0, tokens);
+        tc_stage_rows(dos, dout + head.rows, dim, i0, tokens);
+#if PC_BF16
+        tc_stage_columns(qc, q, head.stride, i0, tokens);
+        tc_stage_columns(doc, dout + head.rows, dim, i0, tokens);
+#endif
         for (int i = threadIdx.x; i < TC_ROWS; i += blockDim.x)
         {
             lses[i] = i0 + i < tokens ? lse[head.head_rows + i0 + i] * TC_LOG2E : 0.0f;
@@ -120,8 +142,8 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
                     ds[h][j] = p[h][j] * (dp[h][j] - deltas[column]);
                 }
             }
-            tc_accumulate_pair(dv, p[0], p[1], dos, n);
-            tc_accumulate_pair(dk, ds[0], ds[1], qs, n);
+            tc_accumulate_pair(dv, p[0], p[1], doc, n);
+            tc_accumulate_pair(dk, ds[0], ds[1], qc, n);
         }
     }
 

@@ -10,15 +10,16 @@
 // one product to the next). Keys past the end are masked to −∞ and 8-key steps wholly past it skipped; a warp
 // whose rows are all past the end only helps stage the tiles.
 //
-// Launch: grid (ceil(T / 64), B·H), block 128, dynamic shared memory 2·64·(Dh + 4) floats. Dh = PC_HEAD_DIM,
-// a multiple of 8 (16 for bf16) up to 128.
+// Launch: grid (ceil(T / 64), B·H), block 128, dynamic shared memory for K by rows and V by columns (TF32: two
+// tiles of 64·(Dh + 4) floats; bf16: TC_ROWS_TILE + TC_COLUMNS_TILE words). Dh = PC_HEAD_DIM, a multiple of 8
+// (16 for bf16) up to 128.
 #include "attention_tc.cuh"
 
 extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const float* __restrict__ qkv, int batch, int tokens, int heads, float* __restrict__ out, float* __restrict__ lse)
 {
-    PC_DYNAMIC_SHARED(float, shared);
-    float* ks = shared;
-    float* vs = shared + TC_ROWS * TC_STRIDE;
+    PC_DYNAMIC_SHARED(TcOperand, shared);
+    TcOperand* ks = shared;
+    TcOperand* vs = shared + TC_ROWS_TILE;
     const TcHead head = tc_head(tokens, heads);
     const int dim = head.dim;
     const float* q = qkv + head.qkv;
@@ -34,8 +35,12 @@ extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const flo
     for (int k0 = 0; k0 < tokens; k0 += TC_ROWS)
     {
         __syncthreads(); // every warp is done with the previous tile
-        tc_stage(ks, q + dim, head.stride, k0, tokens);
-        tc_stage(vs, q + 2 * dim, head.stride, k0, tokens);
+        tc_stage_rows(ks, q + dim, head.stride, k0, tokens);
+#if PC_BF16
+        tc_stage_columns(vs, q + 2 * dim, head.stride, k0, tokens);
+#else
+        tc_stage_rows(vs, q + 2 * dim, head.stride, k0, tokens);
+#endif
         __syncthreads();
         if (!head.working)
             continue;

@@ -3,8 +3,11 @@
 // in TF32 (mma m16n8k8) or, compiled with PC_BF16, in bf16 (mma m16n8k16: twice the rate, 8 mantissa bits).
 //
 // A block works on 64 rows of one (b, h) (queries or keys, 16 per warp) against the other side's rows in tiles
-// of 64, staged in shared memory already rounded to the operand type, rows padded to Dh + 4 floats: a fragment
-// read (row g, column t) or (row 2t, column g) by the 32 lanes then touches 32 different banks.
+// of 64 staged in shared memory. TF32: as floats rounded to TF32, rows padded to Dh + 4 floats, so that a
+// fragment read (row g, column t) or (row 2t, column g) by the 32 lanes touches 32 different banks; one tile
+// serves both as B = tileᵀ (scores) and B = tile (the products over its rows). bf16: as bf16 pairs, one 32-bit
+// word per B register: by rows (pairs along Dh, rows padded to Dh/2 + 4 words) for B = tileᵀ, and by columns
+// (pairs along the tile's rows, Dh rows of 32 + 4 words) for B = tile; again 32 banks per fragment read.
 //
 // A product over the rows of tile steps (P·V, Pᵀ·dO, dS·K, dSᵀ·Q) takes its A operand straight from the
 // accumulator fragments of the scores without a shuffle, two 8-row steps at a time (tc_accumulate_pair).
@@ -26,22 +29,17 @@ static_assert(PC_HEAD_DIM % 8 == 0 && PC_HEAD_DIM <= 128, "the tensor-core atten
 #if PC_BF16
 static_assert(PC_HEAD_DIM % 16 == 0, "the bf16 attention takes head dims that are multiples of 16");
 #define TC_K 16
-typedef unsigned int TcOperand; // two bf16
+typedef unsigned int TcOperand;                        // two bf16
+#define TC_WORDS (PC_HEAD_DIM / 2 + 4)                 // a by-rows tile's row, in words
+#define TC_COLUMN_WORDS (TC_ROWS / 2 + 4)              // a by-columns tile's row (one of Dh), in words
+#define TC_ROWS_TILE (TC_ROWS * TC_WORDS)              // words of a tile by rows
+#define TC_COLUMNS_TILE (PC_HEAD_DIM * TC_COLUMN_WORDS) // words of a tile by columns
 #else
 #define TC_K 8
 typedef float TcOperand; // one TF32
+#define TC_ROWS_TILE (TC_ROWS * TC_STRIDE)
 #endif
 #define TC_KSTEPS (PC_HEAD_DIM / TC_K) // A fragments per 16 rows × Dh
-
-// x as the tensor cores take it: rounded to TF32, or to bf16 (held in a float, exactly).
-__device__ __forceinline__ float tc_operand(float x)
-{
-#if PC_BF16
-    return unpack_bf16(pack_bf16x2(x, 0.0f), false);
-#else
-    return to_tf32(x);
-#endif
-}
 
 // Where a block's (b, h) lives (blockIdx.y = b·H + h) and which rows this lane holds.
 struct TcHead
@@ -79,17 +77,47 @@ __device__ __forceinline__ void tc_zero(float (&acc)[TC_STEPS][4])
         acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 }
 
-// Rows first .. first + 63 of a [tokens, Dh] matrix whose rows are `stride` floats apart, into `tile` as
-// operands; rows past the end become zeros.
-__device__ __forceinline__ void tc_stage(float* tile, const float* rows, long long stride, int first, int tokens)
+#if PC_BF16
+// Rows first .. first + 63 of a [tokens, Dh] matrix whose rows are `stride` floats apart, as bf16 pairs along Dh
+// (the B operand of a product with the tile transposed); rows past the end become zeros.
+__device__ __forceinline__ void tc_stage_rows(TcOperand* tile, const float* rows, long long stride, int first, int tokens)
+{
+    for (int e = threadIdx.x; e < TC_ROWS * PC_HEAD_DIM / 2; e += blockDim.x)
+    {
+        const int r = e / (PC_HEAD_DIM / 2);
+        const int w = e % (PC_HEAD_DIM / 2);
+        const float* x = rows + (long long)(first + r) * stride + 2 * w;
+        tile[r * TC_WORDS + w] = first + r < tokens ? pack_bf16x2(x[0], x[1]) : 0u;
+    }
+}
+
+// The same rows as bf16 pairs along the rows, one tile row per column of the matrix (the B operand of a
+// product over the tile's rows).
+__device__ __forceinline__ void tc_stage_columns(TcOperand* tile, const float* rows, long long stride, int first, int tokens)
+{
+    for (int e = threadIdx.x; e < TC_ROWS / 2 * PC_HEAD_DIM; e += blockDim.x)
+    {
+        const int d = e % PC_HEAD_DIM;
+        const int w = e / PC_HEAD_DIM;
+        const int r = first + 2 * w;
+        const float lo = r < tokens ? rows[(long long)r * stride + d] : 0.0f;
+        const float hi = r + 1 < tokens ? rows[(long long)(r + 1) * stride + d] : 0.0f;
+        tile[d * TC_COLUMN_WORDS + w] = pack_bf16x2(lo, hi);
+    }
+}
+#else
+// Rows first .. first + 63 of a [tokens, Dh] matrix whose rows are `stride` floats apart, into `tile` as TF32;
+// rows past the end become zeros. The one layout serves both products.
+__device__ __forceinline__ void tc_stage_rows(TcOperand* tile, const float* rows, long long stride, int first, int tokens)
 {
     for (int e = threadIdx.x; e < TC_ROWS * PC_HEAD_DIM; e += blockDim.x)
     {
         const int r = e / PC_HEAD_DIM;
         const int d = e % PC_HEAD_DIM;
-        tile[r * TC_STRIDE + d] = first + r < tokens ? tc_operand(rows[(long long)(first + r) * stride + d]) : 0.0f;
+        tile[r * TC_STRIDE + d] = first + r < tokens ? to_tf32(rows[(long long)(first + r) * stride + d]) : 0.0f;
     }
 }
+#endif
 
 // The A fragments, times `scale`, of rows r0 and r0 + 8 of a [tokens, Dh] matrix (r0 = this warp's first row +
 // g), one per TC_K-wide step over Dh; rows past the end are zeros.
@@ -118,7 +146,7 @@ __device__ __forceinline__ void tc_row_fragments(TcOperand (&a)[TC_KSTEPS][4], c
 }
 
 // acc (16 × 8 columns n·8 ..) = A (16 × Dh, fragments a) · tileᵀ: the tile's rows are the columns.
-__device__ __forceinline__ void tc_times_tile_transposed(float acc[4], const TcOperand (&a)[TC_KSTEPS][4], const float* tile, int n)
+__device__ __forceinline__ void tc_times_tile_transposed(float acc[4], const TcOperand (&a)[TC_KSTEPS][4], const TcOperand* tile, int n)
 {
     const int g = lane_id() / 4;
     const int t = lane_id() % 4;
@@ -127,8 +155,8 @@ __device__ __forceinline__ void tc_times_tile_transposed(float acc[4], const TcO
     for (int kk = 0; kk < TC_KSTEPS; ++kk)
     {
 #if PC_BF16
-        const float* row = tile + (n * 8 + g) * TC_STRIDE + kk * 16 + 2 * t;
-        const unsigned int b[2] = {pack_bf16x2(row[0], row[1]), pack_bf16x2(row[8], row[9])};
+        const unsigned int* row = tile + (n * 8 + g) * TC_WORDS + kk * 8 + t; // a by-rows tile
+        const unsigned int b[2] = {row[0], row[4]};
         mma_bf16_m16n8k16(acc, a[kk], b, acc);
 #else
         const float* row = tile + (n * 8 + g) * TC_STRIDE + kk * 8 + t;
@@ -140,8 +168,8 @@ __device__ __forceinline__ void tc_times_tile_transposed(float acc[4], const TcO
 
 // The backward's two products for tile steps n and n + 1: s = a · a_tileᵀ (scores) and dp = b · b_tileᵀ (dP). A step
 // wholly past the end (first + its rows ≥ tokens) is skipped and keeps the zeros the caller gave it.
-__device__ __forceinline__ void tc_two_steps(float (&s)[2][4], float (&dp)[2][4], const TcOperand (&a)[TC_KSTEPS][4], const float* a_tile,
-                                             const TcOperand (&b)[TC_KSTEPS][4], const float* b_tile, int n, int first, int tokens)
+__device__ __forceinline__ void tc_two_steps(float (&s)[2][4], float (&dp)[2][4], const TcOperand (&a)[TC_KSTEPS][4], const TcOperand* a_tile,
+                                             const TcOperand (&b)[TC_KSTEPS][4], const TcOperand* b_tile, int n, int first, int tokens)
 {
 #pragma unroll
     for (int h = 0; h < 2; ++h)
@@ -171,18 +199,18 @@ __device__ __forceinline__ void tc_accumulate_times_tile(float (&out)[TC_STEPS][
 #endif
 
 // out (16 × Dh) += [C D] · tile rows n·8 .. n·8 + 15, where c and d are the 16 × 8 accumulator fragments of tile
-// steps n and n + 1 (zeros for a step past the end, whose staged rows are zeros too).
-__device__ __forceinline__ void tc_accumulate_pair(float (&out)[TC_STEPS][4], const float c[4], const float d[4], const float* tile, int n)
+// steps n and n + 1 (zeros for a step past the end, whose staged rows are zeros too). bf16: a by-columns tile.
+__device__ __forceinline__ void tc_accumulate_pair(float (&out)[TC_STEPS][4], const float c[4], const float d[4], const TcOperand* tile, int n)
 {
 #if PC_BF16
     const int g = lane_id() / 4;
     const int t = lane_id() % 4;
     const unsigned int a[4] = {pack_bf16x2(c[0], c[1]), pack_bf16x2(c[2], c[3]), pack_bf16x2(d[0], d[1]), pack_bf16x2(d[2], d[3])};
-    const float* row = tile + (n * 8 + 2 * t) * TC_STRIDE + g;
+    const unsigned int* column = tile + g * TC_COLUMN_WORDS + n * 4 + t;
 #pragma unroll
     for (int dn = 0; dn < TC_STEPS; ++dn)
     {
-        const unsigned int b[2] = {pack_bf16x2(row[dn * 8], row[TC_STRIDE + dn * 8]), pack_bf16x2(row[8 * TC_STRIDE + dn * 8], row[9 * TC_STRIDE + dn * 8])};
+        const unsigned int b[2] = {column[dn * 8 * TC_COLUMN_WORDS], column[dn * 8 * TC_COLUMN_WORDS + 4]};
         mma_bf16_m16n8k16(out[dn], a, b, out[dn]);
     }
 #else

@@ -21,7 +21,7 @@ internal static class InfoCommand
     {
         var command = new Command("info", "Show the build, the devices and the presets; on a GPU (or with --device emu), check every op against the CPU")
         {
-            Options.Device, s_noCheck,
+            Options.Device, Options.Precision, s_noCheck,
         };
         command.SetAction(parse => Cli.Run(() => Info(parse)));
         return command;

@@ -228,7 +228,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         var (b, t, headDim) = AttentionShape(qkv, heads);
         if (OnTensorCores(b, heads, headDim))
         {
-            TensorCoreLaunch("attention_forward_tc.cu", "attention_forward_tc", b, t, heads, headDim, 0, P(qkv), b, t, heads, P(output), P(lse));
+            TensorCoreLaunch("attention_forward_tc.cu", "attention_forward_tc", b, t, heads, headDim, 2, (1, 1), 0, P(qkv), b, t, heads, P(output), P(lse));
             return;
         }
 
@@ -253,8 +253,8 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         Launch(Attention("attention_backward.cu", "attention_backward_rows", headDim), grid, P(qkv), P(output), P(dOutput), b, t, heads, lse is null, lsePointer, P(delta));
         if (OnTensorCores(b, heads, headDim))
         {
-            TensorCoreLaunch("attention_backward_tc.cu", "attention_backward_dq_tc", b, t, heads, headDim, 0, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
-            TensorCoreLaunch("attention_backward_tc.cu", "attention_backward_dkdv_tc", b, t, heads, headDim, 2 * TensorCoreTile, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+            TensorCoreLaunch("attention_backward_tc.cu", "attention_backward_dq_tc", b, t, heads, headDim, 2, (2, 1), 0, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+            TensorCoreLaunch("attention_backward_tc.cu", "attention_backward_dkdv_tc", b, t, heads, headDim, 2, (2, 2), 2 * TensorCoreTile, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
             return;
         }
 
@@ -264,15 +264,20 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     /// <summary>
     /// A tensor-core attention kernel (attention_tc.cuh), TF32 or bf16 as the precision says: a block of 4 warps per
-    /// 64 rows of each (batch, head), two staged 64-row tiles of shared memory plus <paramref name="extraFloats"/>.
+    /// 64 rows of each (batch, head). Shared memory holds the kernel's staged tiles, <paramref name="tf32Tiles"/>
+    /// of them in TF32 (one layout serves both products) or <paramref name="bf16Tiles"/> by rows and by columns in
+    /// bf16, then <paramref name="extraFloats"/>.
     /// </summary>
-    private void TensorCoreLaunch(string file, string name, int batch, int tokens, int heads, int headDim, int extraFloats, params ReadOnlySpan<KernelArgument> arguments)
+    private void TensorCoreLaunch(string file, string name, int batch, int tokens, int heads, int headDim, int tf32Tiles, (int Rows, int Columns) bf16Tiles, int extraFloats, params ReadOnlySpan<KernelArgument> arguments)
     {
         // bf16 products need head dims in steps of 16 (mma m16n8k16); others take the TF32 kernels.
-        var kernel = Backend.Precision == GemmPrecision.Bf16 && headDim % 16 == 0
-            ? Backend.Kernel(file, name, $"PC_HEAD_DIM={headDim}", "PC_BF16=1")
-            : Attention(file, name, headDim);
-        var shared = ((TensorCoreTile * 2 * (headDim + 4)) + extraFloats) * sizeof(float);
+        var bf16 = Backend.Precision == GemmPrecision.Bf16 && headDim % 16 == 0;
+        var kernel = bf16 ? Backend.Kernel(file, name, $"PC_HEAD_DIM={headDim}", "PC_BF16=1") : Attention(file, name, headDim);
+        // Sizes in 4-byte words, as attention_tc.cuh lays the tiles out.
+        var words = bf16
+            ? (bf16Tiles.Rows * TensorCoreTile * ((headDim / 2) + 4)) + (bf16Tiles.Columns * headDim * ((TensorCoreTile / 2) + 4))
+            : tf32Tiles * TensorCoreTile * (headDim + 4);
+        var shared = (words + extraFloats) * sizeof(float);
         Backend.AllowSharedMemory(kernel, shared);
         context.Launch(kernel, new Dim3((uint)((tokens + TensorCoreTile - 1) / TensorCoreTile), (uint)(batch * heads)), new Dim3(128), shared, arguments);
     }
