@@ -31,6 +31,7 @@ public static unsafe partial class CublasLt
     private const int LayoutBatchCount = 5;
     private const int LayoutBatchStride = 6;
     private const int PreferenceMaxWorkspace = 1;
+    private const int PreferenceMinAlignmentA = 5; // then B, C and D: 6, 7, 8
 
     private static readonly Lazy<string?> s_unavailableReason = new(() =>
         NativeLibraries.TryLoad(NativeLibraries.CublasLt, out var tried) == IntPtr.Zero ? $"no cuBLASLt: none of {tried} could be loaded" : null);
@@ -127,6 +128,13 @@ public static unsafe partial class CublasLt
             {
                 var bytes = (ulong)key.WorkspaceBytes;
                 Check(cublasLtMatmulPreferenceSetAttribute(preference, PreferenceMaxWorkspace, &bytes, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute()");
+                // The heuristic assumes 16-byte aligned operands unless told; views of a tensor may be less aligned.
+                var alignment = (uint)key.Alignment;
+                for (var operand = 0; operand < 4; operand++)
+                {
+                    Check(cublasLtMatmulPreferenceSetAttribute(preference, PreferenceMinAlignmentA + operand, &alignment, sizeof(uint)), "cublasLtMatmulPreferenceSetAttribute(alignment)");
+                }
+
                 HeuristicResult result;
                 var found = 0;
                 var status = cublasLtMatmulAlgoGetHeuristic(key.Handle, plan._desc, plan._layoutA, plan._layoutB, plan._layoutC, plan._layoutC, preference, 1, &result, &found);
