@@ -157,19 +157,34 @@ internal sealed class CapturedStep : IDisposable
         var generator = model.Generator;
         var start = generator.Offset;
         StepOutput? output = null;
-        using (generator.OffsetsFrom(_streamBase))
+        try
         {
-            _graph = context.Capture(() =>
+            using (generator.OffsetsFrom(_streamBase))
             {
-                using var scope = TensorScope.Begin();
-                var o = issue(_images, _labels);
-                output = new StepOutput(scope.Keep(o.Loss), scope.Keep(o.Correct));
-            });
+                _graph = context.Capture(() =>
+                {
+                    using var scope = TensorScope.Begin();
+                    var o = issue(_images, _labels);
+                    output = new StepOutput(scope.Keep(o.Loss), scope.Keep(o.Correct));
+                });
+            }
+        }
+        catch
+        {
+            foreach (var t in new[] { _images, _labels, _streamBase })
+            {
+                t.Dispose();
+            }
+
+            throw;
+        }
+        finally
+        {
+            // Capturing ran nothing: the streams it handed out are drawn again by each replay.
+            _streams = generator.Offset - start;
+            generator.Offset = start;
         }
 
-        // Capturing ran nothing: the streams it handed out are drawn again by each replay.
-        _streams = generator.Offset - start;
-        generator.Offset = start;
         _output = output!;
     }
 
