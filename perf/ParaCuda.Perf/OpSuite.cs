@@ -29,6 +29,27 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
             }
         }
 
+        // fc1 + bias + GELU: cuBLAS and the bias+GELU kernel, or the hand-written tensor-core kernel (TF32 only).
+        if (context.Backend is Backends.Cuda.CudaBackend { Precision: Backends.Cuda.GemmPrecision.Tf32 } cuda)
+        {
+            foreach (var (label, handWritten) in new[] { ("cuBLAS + bias_gelu", false), ("hand-written", true) })
+            {
+                Compute($"Linear+GELU fc1, {label}", $"{rows}×{w.Mlp}×{w.Dim}", 2.0 * rows * w.Mlp * w.Dim, gemmGflops, i =>
+                {
+                    var x = Random(new Shape(rows, w.Dim), i);
+                    var (weight, bias) = (Random(new Shape(w.Mlp, w.Dim), i + 30), Random(new Shape(w.Mlp), i + 40));
+                    var (product, y) = (Tensor.Empty(new Shape(rows, w.Mlp), DType.Float32, context), Tensor.Empty(new Shape(rows, w.Mlp), DType.Float32, context));
+                    return () =>
+                    {
+                        cuda.HandWrittenMlp = handWritten;
+                        ops.LinearGelu(x, weight, bias, product, y);
+                    };
+                });
+            }
+
+            cuda.HandWrittenMlp = false;
+        }
+
         // fc2's weight and bias gradients in one pass (cuBLASLt's bias-gradient epilogue on a GPU) and unfused.
         foreach (var (label, fused) in new[] { ("fused", true), ("GEMM + column sums", false) })
         {

@@ -124,12 +124,46 @@ public static partial class F
     /// <summary>
     /// y = x·Wᵀ + b over the last axis of x [*, in], with W [out, in] as PyTorch's nn.Linear stores it.
     /// </summary>
-    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias) => Linear(x, weight, bias, computed: null);
+
+    /// <summary>
+    /// gelu(x·Wᵀ + bias), the MLP's first layer: the same values and gradients as BiasGelu(Linear(x, W, null), bias),
+    /// computed by one op (<see cref="Backends.Ops.LinearGelu"/>) that a backend may run as one kernel. W is [out, in],
+    /// or [G, out, in] for x [G, *, in] (branches batched).
+    /// </summary>
+    public static Tensor LinearGelu(Tensor x, Tensor weight, Tensor? bias)
+    {
+        var ctx = SameContext(nameof(LinearGelu), x, weight, bias);
+        var groups = weight.Rank == 3 ? weight.Shape[0] : 1;
+        if (weight.Rank is not (2 or 3) || x.Rank < weight.Rank - 1 || x.Shape[-1] != weight.Shape[-1])
+        {
+            throw new TensorOpException(nameof(LinearGelu), $"x {x.Shape} does not fit weight {weight.Shape} (expected [*, {weight.Shape[-1]}])");
+        }
+
+        var rows = (int)(x.NumElements / groups / x.Shape[-1]);
+        var dims = x.Shape.AsSpan().ToArray();
+        dims[^1] = weight.Shape[-2];
+        var product = x.EmptyLike(new Shape(dims));
+        var y = product.EmptyLike();
+        Tensor Matrix(Tensor t) => weight.Rank == 3 ? t.View(groups, rows, t.Shape[-1]) : t.View(rows, t.Shape[-1]);
+        using (var xm = Matrix(x))
+        using (var pm = Matrix(product))
+        using (var ym = Matrix(y))
+        {
+            ctx.Ops.LinearGelu(xm, weight, bias, pm, ym);
+        }
+
+        // The autograd graph of the two ops it stands for, their outputs already computed.
+        return BiasGelu(Linear(x, weight, null, product), bias, y);
+    }
+
+    /// <summary>Linear, or (with <paramref name="computed"/>) only its autograd node over an output computed already.</summary>
+    private static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, Tensor? computed)
     {
         var ctx = SameContext(nameof(Linear), x, weight, bias);
         if (weight.Rank == 3)
         {
-            return GroupedLinear(x, weight, bias);
+            return GroupedLinear(x, weight, bias, computed);
         }
 
         if (weight.Rank != 2 || x.Rank < 1 || x.Shape[-1] != weight.Shape[1])
@@ -140,10 +174,11 @@ public static partial class F
         var (rows, outFeatures) = ((int)(x.NumElements / x.Shape[-1]), weight.Shape[0]);
         var dims = x.Shape.AsSpan().ToArray();
         dims[^1] = outFeatures;
-        var y = x.EmptyLike(new Shape(dims));
+        var y = computed ?? x.EmptyLike(new Shape(dims));
         var x2 = x.View(rows, x.Shape[-1]);
-        using (var y2 = y.View(rows, outFeatures))
+        if (computed is null)
         {
+            using var y2 = y.View(rows, outFeatures);
             ctx.Ops.Gemm(x2, weight, y2, transB: true, bias: bias);
         }
 
@@ -164,7 +199,7 @@ public static partial class F
     /// Branches as one batch: x [G, *, in] · weight [G, out, in]ᵀ + bias [G, out], group g with its own weight, as
     /// strided-batched GEMMs (the weight gradient too; the bias gradient per group).
     /// </summary>
-    private static Tensor GroupedLinear(Tensor x, Tensor weight, Tensor? bias)
+    private static Tensor GroupedLinear(Tensor x, Tensor weight, Tensor? bias, Tensor? computed)
     {
         var ctx = x.Context;
         var (groups, outFeatures, inFeatures) = (weight.Shape[0], weight.Shape[1], weight.Shape[2]);
@@ -176,10 +211,11 @@ public static partial class F
         var rows = (int)(x.NumElements / groups / inFeatures);
         var dims = x.Shape.AsSpan().ToArray();
         dims[^1] = outFeatures;
-        var y = x.EmptyLike(new Shape(dims));
+        var y = computed ?? x.EmptyLike(new Shape(dims));
         var x3 = x.View(groups, rows, inFeatures);
-        using (var y3 = y.View(groups, rows, outFeatures))
+        if (computed is null)
         {
+            using var y3 = y.View(groups, rows, outFeatures);
             ctx.Ops.BatchedGemm(x3, weight, y3, transB: true, bias: bias);
         }
 
@@ -197,11 +233,18 @@ public static partial class F
     }
 
     /// <summary>gelu(x + bias), the exact erf GELU; bias [N] broadcasts over the last axis (or is null).</summary>
-    public static Tensor BiasGelu(Tensor x, Tensor? bias)
+    public static Tensor BiasGelu(Tensor x, Tensor? bias) => BiasGelu(x, bias, computed: null);
+
+    /// <summary>BiasGelu, or (with <paramref name="computed"/>) only its autograd node over an output computed already.</summary>
+    private static Tensor BiasGelu(Tensor x, Tensor? bias, Tensor? computed)
     {
         var ctx = SameContext(nameof(BiasGelu), x, bias);
-        var y = x.EmptyLike();
-        ctx.Ops.BiasGelu(x, bias, y);
+        var y = computed ?? x.EmptyLike();
+        if (computed is null)
+        {
+            ctx.Ops.BiasGelu(x, bias, y);
+        }
+
         return Record(nameof(BiasGelu), y, [x, bias], (g, sink) =>
         {
             var dbias = sink.Target(1);

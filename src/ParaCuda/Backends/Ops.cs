@@ -275,6 +275,40 @@ public abstract class Ops
     }
 
     /// <summary>
+    /// A linear layer followed by bias and GELU, as the MLP's first layer runs them: product = x·wᵀ and
+    /// y = gelu(product + bias), x [rows, in], w [out, in], bias [out] or null, product and y [rows, out]; with
+    /// x [G, rows, in], w [G, out, in], bias [G, out] and outputs [G, rows, out] each group on its own (branches
+    /// batched). The same as <see cref="Gemm"/> then <see cref="BiasGelu"/>, which is how it runs unless a backend
+    /// has a fused kernel for it (the CUDA backend's hand-written tensor-core kernel, when chosen).
+    /// </summary>
+    public void LinearGelu(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(weight);
+        ArgumentNullException.ThrowIfNull(product);
+        ArgumentNullException.ThrowIfNull(y);
+        var c = Check(nameof(LinearGelu));
+        c.Tensor("x", x);
+        c.Tensor("weight", weight);
+        c.Tensor("product", product);
+        c.Tensor("y", y);
+        var grouped = weight.Rank == 3;
+        c.That(weight.Rank is 2 or 3 && x.Rank == weight.Rank && x.Shape[-1] == weight.Shape[-1] && (!grouped || x.Shape[0] == weight.Shape[0]),
+            $"x {x.Shape} does not fit weight {weight.Shape} (expected [rows, in] with [out, in], or [G, rows, in] with [G, out, in])");
+        var dims = x.Shape.AsSpan().ToArray();
+        dims[^1] = weight.Shape[-2];
+        c.Shape("product", product, new Shape(dims), $"x {x.Shape} · weight {weight.Shape}ᵀ");
+        c.SameShape("y", y, "product", product);
+        if (bias is not null)
+        {
+            c.Tensor("bias", bias);
+            c.Shape("bias", bias, grouped ? new Shape(weight.Shape[0], weight.Shape[1]) : new Shape(weight.Shape[0]), $"weight {weight.Shape}");
+        }
+
+        LinearGeluCore(x, weight, bias, product, y);
+    }
+
+    /// <summary>
     /// A linear layer's parameter gradients from its output gradient dy [rows, out] and input x [rows, in]:
     /// dw [out, in] (+)= dyᵀ·x and dbias [out] (+)= Σ over the rows of dy. With dy [G, rows, out] and x [G, rows, in]
     /// (branches batched), dw is [G, out, in] and dbias [G, out], each group on its own. Either output may be
@@ -746,6 +780,21 @@ public abstract class Ops
     protected abstract void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias);
 
     protected abstract void SumRowsCore(Tensor x, GradOut output);
+
+    /// <summary>The GEMM, then bias and GELU: backends that fuse them override this.</summary>
+    protected virtual void LinearGeluCore(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
+    {
+        if (weight.Rank == 3)
+        {
+            BatchedGemmCore(x, weight, product, transA: false, transB: true, 1f, 0f, null);
+        }
+        else
+        {
+            GemmCore(x, weight, product, transA: false, transB: true, 1f, 0f, null);
+        }
+
+        BiasGeluCore(product, bias, y);
+    }
 
     /// <summary>The weight-gradient GEMM, then the bias gradient's column sums: backends that fuse them override this.</summary>
     protected virtual void WeightGradCore(Tensor dy, Tensor x, GradOut dw, GradOut dbias)

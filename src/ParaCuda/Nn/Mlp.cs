@@ -3,7 +3,7 @@ using ParaCuda.Tensors;
 
 namespace ParaCuda.Nn;
 
-/// <summary>Linear → GELU → Dropout → Linear → Dropout; the first bias is fused into the GELU.</summary>
+/// <summary>Linear → GELU → Dropout → Linear → Dropout; the first linear, its bias and the GELU are one op (F.LinearGelu).</summary>
 public sealed class Mlp : Module
 {
     private readonly float _dropout;
@@ -27,7 +27,7 @@ public sealed class Mlp : Module
     /// <summary>This layer's computation with the given weights: its own, or k branches' at once ([k, …] weights on x [k, …]).</summary>
     public Tensor Forward(Tensor x, Tensor fc1Weight, Tensor? fc1Bias, Tensor fc2Weight, Tensor? fc2Bias)
     {
-        var hidden = F.BiasGelu(F.Linear(x, fc1Weight, null), fc1Bias);
+        var hidden = F.LinearGelu(x, fc1Weight, fc1Bias);
         hidden = F.Dropout(hidden, _dropout, _generator, Training);
         return F.Dropout(F.Linear(hidden, fc2Weight, fc2Bias), _dropout, _generator, Training);
     }

@@ -186,6 +186,42 @@ public abstract class OpsParityTests : CudaDeviceTests
 
     [TestCase(false)]
     [TestCase(true)]
+    public void The_hand_written_linear_gelu_kernel_matches_the_gemm_and_bias_gelu(bool grouped)
+    {
+        if (!Backend.Gpu.Properties.HasTf32)
+        {
+            Assert.Ignore($"{Backend.Gpu.Properties.Name} has no TF32 tensor cores");
+        }
+
+        // Ragged against every tile: 70 rows and 72 columns (tiles of 64), 40 inputs (chunks of 32).
+        const int groups = 2, rows = 70, inFeatures = 40, outFeatures = 72;
+        Shape Of(params int[] dims) => grouped ? new Shape([groups, .. dims]) : new Shape(dims);
+        var (x, w, bias) = (Rand.Tensor(Of(rows, inFeatures), 81), Rand.Tensor(Of(outFeatures, inFeatures), 82), Rand.Tensor(Of(outFeatures), 83));
+        var (product, y) = (Tensor.Empty(Of(rows, outFeatures)), Tensor.Empty(Of(rows, outFeatures)));
+        s_cpu.LinearGelu(x, w, bias, product, y);
+        using var tf32 = Open(GemmPrecision.Tf32, index: 2);
+        var ctx = tf32.DefaultContext;
+        Tensor On(Tensor t) => Tensor.FromArray(t.ToArray<float>(), t.Shape, ctx);
+        float[][] Run(bool handWritten)
+        {
+            tf32.HandWrittenMlp = handWritten;
+            var (gp, gy) = (Tensor.Full(product.Shape, float.NaN, DType.Float32, ctx), Tensor.Full(y.Shape, float.NaN, DType.Float32, ctx));
+            ctx.Ops.LinearGelu(On(x), On(w), On(bias), gp, gy);
+            return [gp.ToArray<float>(), gy.ToArray<float>()];
+        }
+
+        var (library, handWritten) = (Run(handWritten: false), Run(handWritten: true));
+        foreach (var (result, what) in new[] { (library, "cuBLAS and bias_gelu"), (handWritten, "linear_gelu_tc") })
+        {
+            Close.Check(result[0], product.ToDoubles(), 2e-3, $"{what}: product");
+            Close.Check(result[1], y.ToDoubles(), 2e-3, $"{what}: gelu(product + bias)");
+        }
+
+        Assert.That(handWritten[0], Is.Not.EqualTo(library[0]), "the hand-written kernel ran (it sums in another order than the library)");
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
     public void Weight_and_bias_gradients_in_one_pass_match_the_gemm_and_the_column_sums(bool grouped)
     {
         // The fused path (cuBLASLt's bias-gradient epilogue on a GPU) against the CPU and against the unfused device

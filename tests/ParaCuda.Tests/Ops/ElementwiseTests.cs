@@ -42,6 +42,21 @@ public class ElementwiseTests
     }
 
     [Test]
+    public void LinearGelu_matches_gelu_of_the_linear_layer_and_its_gradients()
+    {
+        GradCheck.Run(
+            "LinearGelu",
+            [new Shape(2, 3, 5), new Shape(4, 5), new Shape(4)],
+            t => F.LinearGelu(t[0], t[1], t[2]),
+            v => Reference.Gemm(v[0], v[1], 6, 4, 5, transB: true, bias: v[2]).Select(Reference.Gelu).ToArray());
+        GradCheck.Run(
+            "LinearGelu, branches batched",
+            [new Shape(2, 3, 5), new Shape(2, 4, 5), new Shape(2, 4)],
+            t => F.LinearGelu(t[0], t[1], t[2]),
+            v => [.. Reference.Gemm(v[0][..15], v[1][..20], 3, 4, 5, transB: true, bias: v[2][..4]).Select(Reference.Gelu), .. Reference.Gemm(v[0][15..], v[1][20..], 3, 4, 5, transB: true, bias: v[2][4..]).Select(Reference.Gelu)]);
+    }
+
+    [Test]
     public void Gelu_is_accurate_over_a_wide_range()
     {
         using var scope = TensorScope.Begin();

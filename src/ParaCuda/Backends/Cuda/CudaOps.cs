@@ -159,6 +159,20 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[2], (long)a.Shape[1] * a.Shape[2], P(b), b.Shape[2], (long)b.Shape[1] * b.Shape[2], beta, P(c), (long)m * n, a.Shape[0]);
     }
 
+    protected override void LinearGeluCore(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
+    {
+        var (groups, outFeatures, inFeatures) = weight.Rank == 3 ? (weight.Shape[0], weight.Shape[1], weight.Shape[2]) : (1, weight.Shape[0], weight.Shape[1]);
+        var rows = checked((int)(x.NumElements / groups / inFeatures));
+        if (!Backend.HandWrittenMlp || Backend.Precision != GemmPrecision.Tf32 || (rows + 63) / 64 > 65535)
+        {
+            base.LinearGeluCore(x, weight, bias, product, y);
+            return;
+        }
+
+        var grid = new Dim3((uint)((outFeatures + 63) / 64), (uint)((rows + 63) / 64), (uint)groups);
+        context.Launch(Backend.Kernel("linear_gelu_tc.cu", "linear_gelu_tc"), grid, new Dim3(128), 0, P(x), P(weight), P(bias), rows, inFeatures, outFeatures, P(product), P(y));
+    }
+
     protected override void WeightGradCore(Tensor dy, Tensor x, GradOut dw, GradOut dbias)
     {
         // cuBLASLt writes the bias gradient (BGRADB: Σ over k of op(B), here the rows of dy); one that accumulates
