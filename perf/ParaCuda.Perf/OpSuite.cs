@@ -29,8 +29,8 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
             }
         }
 
-        // fc1 + bias + GELU: cuBLAS and the bias+GELU kernel, or the hand-written tensor-core kernel (TF32 only).
-        if (context.Backend is Backends.Cuda.CudaBackend { Precision: Backends.Cuda.GemmPrecision.Tf32 } cuda)
+        // fc1 + bias + GELU: cuBLAS and the bias+GELU kernel, or the hand-written tensor-core kernel (TF32 or bf16).
+        if (context.Backend is Backends.Cuda.CudaBackend { Precision: not Backends.Cuda.GemmPrecision.Fp32 } cuda)
         {
             foreach (var (label, handWritten) in new[] { ("cuBLAS + bias_gelu", false), ("hand-written", true) })
             {

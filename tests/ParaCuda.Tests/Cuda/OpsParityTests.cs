@@ -184,9 +184,10 @@ public abstract class OpsParityTests : CudaDeviceTests
         Same(gbc, bc, Tolerance, "batched, with a bias per batch entry");
     }
 
-    [TestCase(false)]
-    [TestCase(true)]
-    public void The_hand_written_linear_gelu_kernel_matches_the_gemm_and_bias_gelu(bool grouped)
+    [TestCase(GemmPrecision.Tf32, false)]
+    [TestCase(GemmPrecision.Tf32, true)]
+    [TestCase(GemmPrecision.Bf16, true)]
+    public void The_hand_written_linear_gelu_kernel_matches_the_gemm_and_bias_gelu(GemmPrecision precision, bool grouped)
     {
         if (!Backend.Gpu.Properties.HasTf32)
         {
@@ -199,22 +200,23 @@ public abstract class OpsParityTests : CudaDeviceTests
         var (x, w, bias) = (Rand.Tensor(Of(rows, inFeatures), 81), Rand.Tensor(Of(outFeatures, inFeatures), 82), Rand.Tensor(Of(outFeatures), 83));
         var (product, y) = (Tensor.Empty(Of(rows, outFeatures)), Tensor.Empty(Of(rows, outFeatures)));
         s_cpu.LinearGelu(x, w, bias, product, y);
-        using var tf32 = Open(GemmPrecision.Tf32, index: 2);
-        var ctx = tf32.DefaultContext;
+        using var cores = Open(precision, index: 2);
+        var ctx = cores.DefaultContext;
         Tensor On(Tensor t) => Tensor.FromArray(t.ToArray<float>(), t.Shape, ctx);
         float[][] Run(bool handWritten)
         {
-            tf32.HandWrittenMlp = handWritten;
+            cores.HandWrittenMlp = handWritten;
             var (gp, gy) = (Tensor.Full(product.Shape, float.NaN, DType.Float32, ctx), Tensor.Full(y.Shape, float.NaN, DType.Float32, ctx));
             ctx.Ops.LinearGelu(On(x), On(w), On(bias), gp, gy);
             return [gp.ToArray<float>(), gy.ToArray<float>()];
         }
 
         var (library, handWritten) = (Run(handWritten: false), Run(handWritten: true));
+        var tolerance = precision == GemmPrecision.Bf16 ? 1e-2 : 2e-3;
         foreach (var (result, what) in new[] { (library, "cuBLAS and bias_gelu"), (handWritten, "linear_gelu_tc") })
         {
-            Close.Check(result[0], product.ToDoubles(), 2e-3, $"{what}: product");
-            Close.Check(result[1], y.ToDoubles(), 2e-3, $"{what}: gelu(product + bias)");
+            Close.Check(result[0], product.ToDoubles(), tolerance, $"{what}: product");
+            Close.Check(result[1], y.ToDoubles(), tolerance, $"{what}: gelu(product + bias)");
         }
 
         Assert.That(handWritten[0], Is.Not.EqualTo(library[0]), "the hand-written kernel ran (it sums in another order than the library)");

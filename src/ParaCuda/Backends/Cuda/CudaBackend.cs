@@ -62,8 +62,8 @@ public sealed class CudaBackend : Backend
     public GemmPrecision Precision { get; }
 
     /// <summary>
-    /// Run the MLP's first layer (GEMM, bias, GELU) as one hand-written tensor-core kernel (linear_gelu_tc.cu, TF32
-    /// precision only) instead of cuBLAS and the bias+GELU kernel. Off: the library path until a GPU run times the
+    /// Run the MLP's first layer (GEMM, bias, GELU) as one hand-written tensor-core kernel (linear_gelu_tc.cu, in TF32
+    /// or bf16 as the precision says; not in fp32) instead of cuBLAS and the bias+GELU kernel. Off: the library path until a GPU run times the
     /// hand-written one faster (the perf harness's kernel suite compares both).
     /// </summary>
     public bool HandWrittenMlp { get; set; }

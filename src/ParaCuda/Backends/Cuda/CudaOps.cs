@@ -163,14 +163,15 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     {
         var (groups, outFeatures, inFeatures) = weight.Rank == 3 ? (weight.Shape[0], weight.Shape[1], weight.Shape[2]) : (1, weight.Shape[0], weight.Shape[1]);
         var rows = checked((int)(x.NumElements / groups / inFeatures));
-        if (!Backend.HandWrittenMlp || Backend.Precision != GemmPrecision.Tf32 || (rows + 63) / 64 > 65535)
+        if (!Backend.HandWrittenMlp || Backend.Precision == GemmPrecision.Fp32 || (rows + 63) / 64 > 65535)
         {
             base.LinearGeluCore(x, weight, bias, product, y);
             return;
         }
 
+        var kernel = Backend.Precision == GemmPrecision.Bf16 ? Backend.Kernel("linear_gelu_tc.cu", "linear_gelu_tc", "PC_BF16=1") : Backend.Kernel("linear_gelu_tc.cu", "linear_gelu_tc");
         var grid = new Dim3((uint)((outFeatures + 63) / 64), (uint)((rows + 63) / 64), (uint)groups);
-        context.Launch(Backend.Kernel("linear_gelu_tc.cu", "linear_gelu_tc"), grid, new Dim3(128), 0, P(x), P(weight), P(bias), rows, inFeatures, outFeatures, P(product), P(y));
+        context.Launch(kernel, grid, new Dim3(128), 0, P(x), P(weight), P(bias), rows, inFeatures, outFeatures, P(product), P(y));
     }
 
     protected override void WeightGradCore(Tensor dy, Tensor x, GradOut dw, GradOut dbias)
