@@ -167,12 +167,6 @@ __device__ __forceinline__ unsigned int pack_bf16x2(float lo, float hi)
 #endif
 }
 
-// The float32 value of the bf16 in the low (high = false) or high half of a packed register: exact.
-__device__ __forceinline__ float unpack_bf16(unsigned int packed, bool high)
-{
-    return __uint_as_float(high ? packed & 0xFFFF0000u : packed << 16);
-}
-
 // x rounded to TF32 (10 mantissa bits, to nearest, ties away from zero), as the tensor cores' inputs should be:
 // given a plain float32 they would ignore its low 13 bits, a truncation.
 __device__ __forceinline__ float to_tf32(float x)

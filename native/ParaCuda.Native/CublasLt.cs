@@ -61,9 +61,11 @@ public static unsafe partial class CublasLt
         ulong c, int ldc, long strideC, int batch, BlasCompute compute,
         LtEpilogue epilogue, ulong vector, long vectorStride, ulong workspace, long workspaceBytes, IntPtr stream)
     {
-        // The heuristic's choice depends on the pointers' alignment as well as on the shapes.
-        var alignment = new[] { a, b, c, vector }.Select(p => Math.Min(16UL, p & (~p + 1))).Min();
-        var key = new PlanKey(handle, transA, transB, m, n, k, lda, strideA, ldb, strideB, ldc, strideC, batch, compute, epilogue, vectorStride, (int)alignment, workspaceBytes);
+        // The heuristic's choice depends on the pointers' alignment as well as on the shapes: the largest power of
+        // two up to 16 that divides them all (this runs for every GEMM with an epilogue, so no allocation).
+        var any = a | b | c | vector | 16UL;
+        var alignment = (int)(any & (~any + 1));
+        var key = new PlanKey(handle, transA, transB, m, n, k, lda, strideA, ldb, strideB, ldc, strideC, batch, compute, epilogue, vectorStride, alignment, workspaceBytes);
         var plan = s_plans.GetOrAdd(key, _ => Plan.Find(key, vector));
         if (plan is null)
         {

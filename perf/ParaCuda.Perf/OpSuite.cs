@@ -34,16 +34,13 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
         {
             foreach (var (label, handWritten) in new[] { ("cuBLAS + bias_gelu", false), ("hand-written", true) })
             {
+                cuda.HandWrittenMlp = handWritten;
                 Compute($"Linear+GELU fc1, {label}", $"{rows}×{w.Mlp}×{w.Dim}", 2.0 * rows * w.Mlp * w.Dim, gemmGflops, i =>
                 {
                     var x = Random(new Shape(rows, w.Dim), i);
                     var (weight, bias) = (Random(new Shape(w.Mlp, w.Dim), i + 30), Random(new Shape(w.Mlp), i + 40));
                     var (product, y) = (Tensor.Empty(new Shape(rows, w.Mlp), DType.Float32, context), Tensor.Empty(new Shape(rows, w.Mlp), DType.Float32, context));
-                    return () =>
-                    {
-                        cuda.HandWrittenMlp = handWritten;
-                        ops.LinearGelu(x, weight, bias, product, y);
-                    };
+                    return () => ops.LinearGelu(x, weight, bias, product, y);
                 });
             }
 

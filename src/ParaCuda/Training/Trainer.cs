@@ -103,15 +103,19 @@ public sealed class Trainer : IDisposable
         _data = data;
         _observer = observer;
         OutDirectory = outDirectory;
-        if (options.Graphs && model.Context.CanCapture && model.Parameters().Any(p => p.Context != model.Context))
-        {
-            throw new ArgumentException("graphs capture one stream, but this model's branches run on streams of their own: train with --branch-exec serial or batched, or without graphs");
-        }
-
         _schedule = Schedule.Create(options.Schedule, options.Stages, options.FreezeEarlier);
         var adamw = options.Optimizer == "adamw";
         _optimizer = new Adam(model.NamedParameters(), new AdamParameters(options.LearningRate, WeightDecay: adamw ? options.WeightDecay : 0f, DecoupledWeightDecay: adamw));
-        _step = new TrainingStep(model, _optimizer, options);
+        try
+        {
+            _step = new TrainingStep(model, _optimizer, options);
+        }
+        catch
+        {
+            _optimizer.Dispose();
+            throw;
+        }
+
         _input = new BatchInput(model, data.TrainTransform);
         _loader = _input.Loader(data.Train, options.BatchSize, shuffle: true, seed: options.Seed, workers: options.Workers);
     }

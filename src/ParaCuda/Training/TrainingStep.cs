@@ -19,13 +19,29 @@ public sealed record StepOutput(Tensor Loss, Tensor Correct);
 /// replayed from then on: one launch instead of hundreds. Replays give the same numbers as eager steps: Adam's
 /// step counts and learning rate and the dropout streams are read from device memory.
 /// </summary>
-public sealed class TrainingStep(VisionModel model, Adam optimizer, TrainOptions options) : IDisposable
+public sealed class TrainingStep : IDisposable
 {
+    private readonly VisionModel _model;
+    private readonly Adam _optimizer;
+    private readonly TrainOptions _options;
     private readonly Dictionary<GraphKey, CapturedStep> _graphs = [];
     private readonly HashSet<GraphKey> _issued = [];
 
+    /// <exception cref="ArgumentException">Graphs are asked for but the model's branches run on streams of their own.</exception>
+    public TrainingStep(VisionModel model, Adam optimizer, TrainOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(optimizer);
+        ArgumentNullException.ThrowIfNull(options);
+        (_model, _optimizer, _options) = (model, optimizer, options);
+        if (UsesGraphs && model.Parameters().Any(p => p.Context != model.Context))
+        {
+            throw new ArgumentException("graphs capture one stream, but this model's branches run on streams of their own: train with --branch-exec serial or batched, or without graphs", nameof(options));
+        }
+    }
+
     /// <summary>Whether steps are captured and replayed: <see cref="TrainOptions.Graphs"/> on a context that captures.</summary>
-    public bool UsesGraphs => options.Graphs && model.Context.CanCapture;
+    public bool UsesGraphs => _options.Graphs && _model.Context.CanCapture;
 
     /// <summary>Graphs held now (each keeps its step's memory).</summary>
     public int GraphCount => _graphs.Count;
@@ -41,7 +57,7 @@ public sealed class TrainingStep(VisionModel model, Adam optimizer, TrainOptions
             return Issue(images, labels, step);
         }
 
-        var key = new GraphKey(step, images.Shape, labels.Shape, optimizer.Hyper with { LearningRate = 0f });
+        var key = new GraphKey(step, images.Shape, labels.Shape, _optimizer.Hyper with { LearningRate = 0f });
         if (!_graphs.TryGetValue(key, out var graph))
         {
             // The first step of a kind runs eagerly: kernels load, cuBLAS starts and gradient buffers are
@@ -51,7 +67,7 @@ public sealed class TrainingStep(VisionModel model, Adam optimizer, TrainOptions
                 return Issue(images, labels, step);
             }
 
-            graph = new CapturedStep(model, images, labels, (x, y) => Issue(x, y, step));
+            graph = new CapturedStep(_model, images, labels, (x, y) => Issue(x, y, step));
             _graphs.Add(key, graph);
         }
 
@@ -74,28 +90,28 @@ public sealed class TrainingStep(VisionModel model, Adam optimizer, TrainOptions
 
     private StepOutput Issue(Tensor images, Tensor labels, TrainStep step)
     {
-        optimizer.ZeroGrad();
+        _optimizer.ZeroGrad();
         Tensor logits;
         Tensor loss;
         if (step.AllPrefixes)
         {
-            var all = model.ForwardAllPrefixes(images, step.Prefix).Skip(step.From - 1).ToList();
+            var all = _model.ForwardAllPrefixes(images, step.Prefix).Skip(step.From - 1).ToList();
             loss = F.Scale(F.SumMany(all.Select(l => F.CrossEntropy(l, labels)).ToList()), 1f / all.Count);
             logits = all[^1];
         }
         else
         {
-            logits = model.Forward(images, step.Prefix);
+            logits = _model.Forward(images, step.Prefix);
             loss = F.CrossEntropy(logits, labels);
         }
 
         loss.Backward();
         if (step.Clip)
         {
-            optimizer.ClipGradNorm(options.ClipNorm);
+            _optimizer.ClipGradNorm(_options.ClipNorm);
         }
 
-        optimizer.Step();
+        _optimizer.Step();
         var correct = Tensor.Empty(new Shape(1), DType.Int32, logits.Context);
         logits.Context.Ops.CountCorrect(logits, labels, correct);
         return new StepOutput(loss, correct);
@@ -107,8 +123,8 @@ public sealed class TrainingStep(VisionModel model, Adam optimizer, TrainOptions
     /// </summary>
     public void SetFrozen(int frozenBelow)
     {
-        frozenBelow = Math.Max(frozenBelow, options.FrozenBranches);
-        if (model is ParaFormer paraformer)
+        frozenBelow = Math.Max(frozenBelow, _options.FrozenBranches);
+        if (_model is ParaFormer paraformer)
         {
             for (var b = 0; b < paraformer.Branches.Count; b++)
             {
@@ -120,9 +136,9 @@ public sealed class TrainingStep(VisionModel model, Adam optimizer, TrainOptions
         }
 
         // Frozen branches only keep their function if the embedding that feeds them stays fixed too.
-        foreach (var p in model.Embed.Parameters())
+        foreach (var p in _model.Embed.Parameters())
         {
-            p.RequiresGrad = options.FrozenBranches == 0;
+            p.RequiresGrad = _options.FrozenBranches == 0;
         }
     }
 }

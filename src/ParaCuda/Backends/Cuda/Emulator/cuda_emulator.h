@@ -782,12 +782,6 @@ inline float __int_as_float(int bits)
     std::memcpy(&f, &bits, 4);
     return f;
 }
-inline float __uint_as_float(unsigned int bits)
-{
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-}
 inline int __float_as_int(float f)
 {
     int bits;
