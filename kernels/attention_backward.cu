@@ -10,24 +10,25 @@
 //     compute_lse ≠ 0 (the forward did not keep it)
 //   attention_backward_dq:   one warp per (b, h, i): loops over keys j
 //   attention_backward_dkdv: one warp per (b, h, j): loops over queries i
-// Block = 32·W threads, grid = ceil(B·H·T / W); lane layout and Dh = PC_HEAD_DIM as attention_forward.cu.
+// Block = 32·W threads, grid = ceil(B·H·T / W); lane layout, Dh = PC_HEAD_DIM and activation types (qkv, out,
+// dout, dqkv) as attention_forward.cu.
 #include "common.cuh"
 
 // One (batch, head) pair's rows: q, k, v of token t in qkv, and its row in out or dout.
 struct HeadView
 {
-    const float* base; // q of token 0 of this (b, h); k at +dim, v at +2·dim; token stride 3·dim
+    const act* base; // q of token 0 of this (b, h); k at +dim, v at +2·dim; token stride 3·dim
     long long out_row; // offset of (b, token 0, h) in out/dout: token stride dim
     int dim;
     float scale;
 
-    __device__ const float* q(int t) const { return base + (long long)t * 3 * dim; }
-    __device__ const float* k(int t) const { return q(t) + dim; }
-    __device__ const float* v(int t) const { return q(t) + 2 * dim; }
-    __device__ const float* in(const float* rows, int t) const { return rows + out_row + (long long)t * dim; }
+    __device__ const act* q(int t) const { return base + (long long)t * 3 * dim; }
+    __device__ const act* k(int t) const { return q(t) + dim; }
+    __device__ const act* v(int t) const { return q(t) + 2 * dim; }
+    __device__ const act* in(const act* rows, int t) const { return rows + out_row + (long long)t * dim; }
 };
 
-__device__ __forceinline__ HeadView head_view(const float* qkv, long long row, int tokens, int heads)
+__device__ __forceinline__ HeadView head_view(const act* qkv, long long row, int tokens, int heads)
 {
     HeadView view;
     const int h = (int)(row / tokens % heads);
@@ -41,13 +42,13 @@ __device__ __forceinline__ HeadView head_view(const float* qkv, long long row, i
 
 // The dot product of two head-dimension vectors read lane-wise (lane l: elements l, l + 32, …); every lane
 // gets the total.
-__device__ __forceinline__ float row_dot(const float* a, const float* b, int lane)
+__device__ __forceinline__ float row_dot(const act* a, const act* b, int lane)
 {
     float partial = 0.0f;
 #pragma unroll
     for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
         if (head_element(lane, e))
-            partial += a[lane + e * PC_WARP] * b[lane + e * PC_WARP];
+            partial += load_act(a + lane + e * PC_WARP) * load_act(b + lane + e * PC_WARP);
     return warp_sum(partial);
 }
 
@@ -58,7 +59,7 @@ struct ProbabilityAndGradient
     float ds;
 };
 
-__device__ __forceinline__ ProbabilityAndGradient probability_and_gradient(const HeadView& view, const float* q, const float* g, float lse_i, float delta_i, const float* k, const float* v, int lane)
+__device__ __forceinline__ ProbabilityAndGradient probability_and_gradient(const HeadView& view, const act* q, const act* g, float lse_i, float delta_i, const act* k, const act* v, int lane)
 {
     ProbabilityAndGradient r;
     r.p = expf(row_dot(q, k, lane) * view.scale - lse_i);
@@ -66,7 +67,7 @@ __device__ __forceinline__ ProbabilityAndGradient probability_and_gradient(const
     return r;
 }
 
-extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv, const float* __restrict__ out, const float* __restrict__ dout, int batch, int tokens, int heads, int compute_lse, float* __restrict__ lse, float* __restrict__ delta)
+extern "C" __global__ void attention_backward_rows(const act* __restrict__ qkv, const act* __restrict__ out, const act* __restrict__ dout, int batch, int tokens, int heads, int compute_lse, float* __restrict__ lse, float* __restrict__ delta)
 {
     const long long row = warp_row();
     const int lane = lane_id();
@@ -78,7 +79,7 @@ extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv
     float log_sum = 0.0f;
     if (compute_lse)
     {
-        const float* q = view.q(i);
+        const act* q = view.q(i);
         float m = -3.402823466e38f;
         float l = 0.0f;
         for (int j = 0; j < tokens; ++j)
@@ -98,7 +99,7 @@ extern "C" __global__ void attention_backward_rows(const float* __restrict__ qkv
     }
 }
 
-extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, float* __restrict__ dqkv)
+extern "C" __global__ void attention_backward_dq(const act* __restrict__ qkv, const act* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, act* __restrict__ dqkv)
 {
     const long long row = warp_row();
     const int lane = lane_id();
@@ -106,8 +107,8 @@ extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, 
         return;
     const int i = (int)(row % tokens);
     const HeadView view = head_view(qkv, row, tokens, heads);
-    const float* q = view.q(i);
-    const float* g = view.in(dout, i);
+    const act* q = view.q(i);
+    const act* g = view.in(dout, i);
     const float lse_i = lse[row];
     const float delta_i = delta[row];
 
@@ -117,22 +118,22 @@ extern "C" __global__ void attention_backward_dq(const float* __restrict__ qkv, 
         dq[e] = 0.0f;
     for (int j = 0; j < tokens; ++j)
     {
-        const float* k = view.k(j);
+        const act* k = view.k(j);
         const ProbabilityAndGradient pg = probability_and_gradient(view, q, g, lse_i, delta_i, k, view.v(j), lane);
 #pragma unroll
         for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
             if (head_element(lane, e))
-                dq[e] += pg.ds * k[lane + e * PC_WARP];
+                dq[e] += pg.ds * load_act(k + lane + e * PC_WARP);
     }
 
-    float* target = dqkv + (q - qkv);
+    act* target = dqkv + (q - qkv);
 #pragma unroll
     for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
         if (head_element(lane, e))
-            target[lane + e * PC_WARP] = dq[e] * view.scale;
+            store_act(target + lane + e * PC_WARP, dq[e] * view.scale);
 }
 
-extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, float* __restrict__ dqkv)
+extern "C" __global__ void attention_backward_dkdv(const act* __restrict__ qkv, const act* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta, int batch, int tokens, int heads, act* __restrict__ dqkv)
 {
     const long long row = warp_row();
     const int lane = lane_id();
@@ -141,8 +142,8 @@ extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv
     const int j = (int)(row % tokens);
     const long long first_row = row - j; // (b, h, token 0) in lse and delta
     const HeadView view = head_view(qkv, row, tokens, heads);
-    const float* k = view.k(j);
-    const float* v = view.v(j);
+    const act* k = view.k(j);
+    const act* v = view.v(j);
 
     float dk[PC_HEAD_PER_LANE];
     float dv[PC_HEAD_PER_LANE];
@@ -154,25 +155,25 @@ extern "C" __global__ void attention_backward_dkdv(const float* __restrict__ qkv
     }
     for (int i = 0; i < tokens; ++i)
     {
-        const float* q = view.q(i);
-        const float* g = view.in(dout, i);
+        const act* q = view.q(i);
+        const act* g = view.in(dout, i);
         const ProbabilityAndGradient pg = probability_and_gradient(view, q, g, lse[first_row + i], delta[first_row + i], k, v, lane);
 #pragma unroll
         for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
             if (head_element(lane, e))
             {
-                dk[e] += pg.ds * q[lane + e * PC_WARP];
-                dv[e] += pg.p * g[lane + e * PC_WARP];
+                dk[e] += pg.ds * load_act(q + lane + e * PC_WARP);
+                dv[e] += pg.p * load_act(g + lane + e * PC_WARP);
             }
     }
 
-    float* dk_target = dqkv + (k - qkv);
-    float* dv_target = dqkv + (v - qkv);
+    act* dk_target = dqkv + (k - qkv);
+    act* dv_target = dqkv + (v - qkv);
 #pragma unroll
     for (int e = 0; e < PC_HEAD_PER_LANE; ++e)
         if (head_element(lane, e))
         {
-            dk_target[lane + e * PC_WARP] = dk[e] * view.scale;
-            dv_target[lane + e * PC_WARP] = dv[e];
+            store_act(dk_target + lane + e * PC_WARP, dk[e] * view.scale);
+            store_act(dv_target + lane + e * PC_WARP, dv[e]);
         }
 }

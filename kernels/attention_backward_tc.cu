@@ -19,8 +19,8 @@
 // floats for lse and δ.
 #include "attention_tc.cuh"
 
-extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse,
-                                                                          const float* __restrict__ delta, int batch, int tokens, int heads, float* __restrict__ dqkv)
+extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const act* __restrict__ qkv, const act* __restrict__ dout, const float* __restrict__ lse,
+                                                                          const float* __restrict__ delta, int batch, int tokens, int heads, act* __restrict__ dqkv)
 {
     PC_DYNAMIC_SHARED(TcOperand, shared);
     TcOperand* ks = shared;
@@ -32,7 +32,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
 #endif
     const TcHead head = tc_head(tokens, heads);
     const int dim = head.dim;
-    const float* q = qkv + head.qkv;
+    const act* q = qkv + head.qkv;
     const int t = lane_id() % 4;
     const int r0 = head.r0;
     const float scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
@@ -80,8 +80,8 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_tc(const
     tc_store_rows(dqkv + head.qkv, head.stride, dq, r0, tokens, scale, scale);
 }
 
-extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(const float* __restrict__ qkv, const float* __restrict__ dout, const float* __restrict__ lse,
-                                                                            const float* __restrict__ delta, int batch, int tokens, int heads, float* __restrict__ dqkv)
+extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(const act* __restrict__ qkv, const act* __restrict__ dout, const float* __restrict__ lse,
+                                                                            const float* __restrict__ delta, int batch, int tokens, int heads, act* __restrict__ dqkv)
 {
     PC_DYNAMIC_SHARED(TcOperand, shared);
     TcOperand* qs = shared;
@@ -98,7 +98,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_tc(con
     float* deltas = lses + TC_ROWS;
     const TcHead head = tc_head(tokens, heads); // the rows here are keys
     const int dim = head.dim;
-    const float* q = qkv + head.qkv;
+    const act* q = qkv + head.qkv;
     const int t = lane_id() % 4;
     const float scale = 1.0f / sqrtf((float)PC_HEAD_DIM);
 

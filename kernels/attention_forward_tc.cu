@@ -15,14 +15,14 @@
 // (16 for bf16) up to 128.
 #include "attention_tc.cuh"
 
-extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const float* __restrict__ qkv, int batch, int tokens, int heads, float* __restrict__ out, float* __restrict__ lse)
+extern "C" __global__ void __launch_bounds__(128) attention_forward_tc(const act* __restrict__ qkv, int batch, int tokens, int heads, act* __restrict__ out, float* __restrict__ lse)
 {
     PC_DYNAMIC_SHARED(TcOperand, shared);
     TcOperand* ks = shared;
     TcOperand* vs = shared + TC_ROWS_TILE;
     const TcHead head = tc_head(tokens, heads);
     const int dim = head.dim;
-    const float* q = qkv + head.qkv;
+    const act* q = qkv + head.qkv;
     const int t = lane_id() % 4;
     const int r0 = head.r0;
 

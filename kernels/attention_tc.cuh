@@ -80,52 +80,57 @@ __device__ __forceinline__ void tc_zero(float (&acc)[TC_STEPS][4])
 #if PC_BF16
 // Rows first .. first + 63 of a [tokens, Dh] matrix whose rows are `stride` floats apart, as bf16 pairs along Dh
 // (the B operand of a product with the tile transposed); rows past the end become zeros.
-__device__ __forceinline__ void tc_stage_rows(TcOperand* tile, const float* rows, long long stride, int first, int tokens)
+__device__ __forceinline__ void tc_stage_rows(TcOperand* tile, const act* rows, long long stride, int first, int tokens)
 {
     for (int e = threadIdx.x; e < TC_ROWS * PC_HEAD_DIM / 2; e += blockDim.x)
     {
         const int r = e / (PC_HEAD_DIM / 2);
         const int w = e % (PC_HEAD_DIM / 2);
-        const float* x = rows + (long long)(first + r) * stride + 2 * w;
+        const act* x = rows + (long long)(first + r) * stride + 2 * w;
+#if PC_STORE_BF16
+        // Stored bf16 pairs are already the packed register (offsets and strides are even: 4-byte aligned).
+        tile[r * TC_WORDS + w] = first + r < tokens ? *reinterpret_cast<const unsigned int*>(x) : 0u;
+#else
         tile[r * TC_WORDS + w] = first + r < tokens ? pack_bf16x2(x[0], x[1]) : 0u;
+#endif
     }
 }
 
 // The same rows as bf16 pairs along the rows, one tile row per column of the matrix (the B operand of a
 // product over the tile's rows).
-__device__ __forceinline__ void tc_stage_columns(TcOperand* tile, const float* rows, long long stride, int first, int tokens)
+__device__ __forceinline__ void tc_stage_columns(TcOperand* tile, const act* rows, long long stride, int first, int tokens)
 {
     for (int e = threadIdx.x; e < TC_ROWS / 2 * PC_HEAD_DIM; e += blockDim.x)
     {
         const int d = e % PC_HEAD_DIM;
         const int w = e / PC_HEAD_DIM;
         const int r = first + 2 * w;
-        const float lo = r < tokens ? rows[(long long)r * stride + d] : 0.0f;
-        const float hi = r + 1 < tokens ? rows[(long long)(r + 1) * stride + d] : 0.0f;
+        const float lo = r < tokens ? load_act(rows + (long long)r * stride + d) : 0.0f;
+        const float hi = r + 1 < tokens ? load_act(rows + (long long)(r + 1) * stride + d) : 0.0f;
         tile[d * TC_COLUMN_WORDS + w] = pack_bf16x2(lo, hi);
     }
 }
 #else
 // Rows first .. first + 63 of a [tokens, Dh] matrix whose rows are `stride` floats apart, into `tile` as TF32;
 // rows past the end become zeros. The one layout serves both products.
-__device__ __forceinline__ void tc_stage_rows(TcOperand* tile, const float* rows, long long stride, int first, int tokens)
+__device__ __forceinline__ void tc_stage_rows(TcOperand* tile, const act* rows, long long stride, int first, int tokens)
 {
     for (int e = threadIdx.x; e < TC_ROWS * PC_HEAD_DIM; e += blockDim.x)
     {
         const int r = e / PC_HEAD_DIM;
         const int d = e % PC_HEAD_DIM;
-        tile[r * TC_STRIDE + d] = first + r < tokens ? to_tf32(rows[(long long)(first + r) * stride + d]) : 0.0f;
+        tile[r * TC_STRIDE + d] = first + r < tokens ? to_tf32(load_act(rows + (long long)(first + r) * stride + d)) : 0.0f;
     }
 }
 #endif
 
 // The A fragments, times `scale`, of rows r0 and r0 + 8 of a [tokens, Dh] matrix (r0 = this warp's first row +
 // g), one per TC_K-wide step over Dh; rows past the end are zeros.
-__device__ __forceinline__ void tc_row_fragments(TcOperand (&a)[TC_KSTEPS][4], const float* rows, long long stride, int r0, int tokens, float scale)
+__device__ __forceinline__ void tc_row_fragments(TcOperand (&a)[TC_KSTEPS][4], const act* rows, long long stride, int r0, int tokens, float scale)
 {
     const int t = lane_id() % 4;
     const int r1 = r0 + 8;
-    auto at = [&](int r, int d) { return r < tokens ? rows[r * stride + d] * scale : 0.0f; };
+    auto at = [&](int r, int d) { return r < tokens ? load_act(rows + r * stride + d) * scale : 0.0f; };
 #pragma unroll
     for (int kk = 0; kk < TC_KSTEPS; ++kk)
     {
@@ -221,7 +226,7 @@ __device__ __forceinline__ void tc_accumulate_pair(float (&out)[TC_STEPS][4], co
 
 // Writes rows r0 and r0 + 8 (when inside) of a 16 × Dh accumulator, times scale0 and scale1, into a [tokens, Dh]
 // matrix whose rows are `stride` floats apart.
-__device__ __forceinline__ void tc_store_rows(float* rows, long long stride, const float (&acc)[TC_STEPS][4], int r0, int tokens, float scale0, float scale1)
+__device__ __forceinline__ void tc_store_rows(act* rows, long long stride, const float (&acc)[TC_STEPS][4], int r0, int tokens, float scale0, float scale1)
 {
     const int t = lane_id() % 4;
 #pragma unroll
@@ -230,13 +235,13 @@ __device__ __forceinline__ void tc_store_rows(float* rows, long long stride, con
         const int r = r0 + 8 * half;
         if (r >= tokens)
             continue;
-        float* row = rows + r * stride + 2 * t;
+        act* row = rows + r * stride + 2 * t;
         const float scale = half == 0 ? scale0 : scale1;
 #pragma unroll
         for (int dn = 0; dn < TC_STEPS; ++dn)
         {
-            row[dn * 8] = acc[dn][2 * half] * scale;
-            row[dn * 8 + 1] = acc[dn][2 * half + 1] * scale;
+            store_act(row + dn * 8, acc[dn][2 * half] * scale);
+            store_act(row + dn * 8 + 1, acc[dn][2 * half + 1] * scale);
         }
     }
 }

@@ -2,7 +2,7 @@
 // through 13 compiles each kernel file on its own; everything here is either an NVRTC built-in or defined below.
 //
 // Conventions
-// - Tensors are dense, row-major float32; an index into one is a 64-bit `long long` (a [500·197, 3072]
+// - Tensors are dense, row-major float32 (activations may be bf16, see `act` below); an index into one is a 64-bit `long long` (a [500·197, 3072]
 //   activation has 3e8 elements, past int range once multiplied by 4 bytes).
 // - Entry points are `extern "C"` so their PTX names are the names the backend launches.
 // - Reductions whose result a test compares against the CPU are deterministic: partial sums land in a
@@ -165,6 +165,51 @@ __device__ __forceinline__ unsigned int pack_bf16x2(float lo, float hi)
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(packed) : "f"(hi), "f"(lo));
     return packed;
 #endif
+}
+
+// bf16 as stored: the upper half of a float32. Widening is exact; narrowing rounds to nearest even (NaN stays NaN).
+__device__ __forceinline__ float bf16_to_float(unsigned short b)
+{
+    return __int_as_float((int)((unsigned int)b << 16));
+}
+
+__device__ __forceinline__ unsigned short float_to_bf16(float x)
+{
+#ifdef PC_EMULATOR
+    return (unsigned short)pc_emulator::to_bf16_bits(x);
+#else
+    unsigned short b;
+    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(b) : "f"(x));
+    return b;
+#endif
+}
+
+// Activations in storage: float32, or bf16 in a file compiled with -DPC_STORE_BF16=1 (mixed precision). Kernels
+// read them with load_act and write them with store_act; their arithmetic stays float32 either way.
+#if PC_STORE_BF16
+typedef unsigned short act;
+#else
+typedef float act;
+#endif
+
+__device__ __forceinline__ float load_act(const float* p)
+{
+    return *p;
+}
+
+__device__ __forceinline__ float load_act(const unsigned short* p)
+{
+    return bf16_to_float(*p);
+}
+
+__device__ __forceinline__ void store_act(float* p, float v)
+{
+    *p = v;
+}
+
+__device__ __forceinline__ void store_act(unsigned short* p, float v)
+{
+    *p = float_to_bf16(v);
 }
 
 // x rounded to TF32 (10 mantissa bits, to nearest, ties away from zero), as the tensor cores' inputs should be:

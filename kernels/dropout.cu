@@ -3,6 +3,7 @@
 // The mask is a pure function of (seed, offset, i), bit-identical to the CPU backend's (Backends/Philox.cs):
 // counter block i/4 = (c0, c1) = low and high words of i/4, (c2, c3) = low and high words of offset; key
 // (k0, k1) = low and high words of seed; ten rounds; element i takes word i mod 4; u = (word >> 8) / 2^24.
+// x and y are activations (float32, or bf16 built with -DPC_STORE_BF16=1).
 // Launch: grid-stride over the counter blocks, one thread per 4 elements; block = 256.
 #include "common.cuh"
 
@@ -39,8 +40,8 @@ __device__ __forceinline__ float philox_uniform(unsigned int word)
 }
 
 extern "C" __global__ void dropout_forward(
-    const float* __restrict__ x, long long n, float p, unsigned long long seed, unsigned long long offset,
-    const unsigned int* __restrict__ offset_base, float* __restrict__ y)
+    const act* __restrict__ x, long long n, float p, unsigned long long seed, unsigned long long offset,
+    const unsigned int* __restrict__ offset_base, act* __restrict__ y)
 {
     if (offset_base != nullptr)
         offset += (unsigned long long)offset_base[0] | ((unsigned long long)offset_base[1] << 32);
@@ -54,7 +55,7 @@ extern "C" __global__ void dropout_forward(
         {
             const long long i = b * 4 + k;
             if (i < n)
-                y[i] = philox_uniform(words[k]) >= p ? x[i] * scale : 0.0f;
+                store_act(y + i, philox_uniform(words[k]) >= p ? load_act(x + i) * scale : 0.0f);
         }
     }
 }

@@ -7,26 +7,28 @@
 //                 batched GEMM's C [groups, m, n] takes bias row g in group g (group_elems = m·n; n for one)
 //   copy_strided: dst[i] = src[Σ_a index_a(i) · stride_a] for a view of rank ≤ 6 (the host pads the shape with
 //                 leading 1s), element i of dst in row-major order; 32-bit elements of any type
+//
+// add, scale and bias_rows read and write activations (`act`): float32, or bf16 in the -DPC_STORE_BF16=1 build.
 #include "common.cuh"
 
-extern "C" __global__ void add(const float* a, const float* b, long long n, float* out)
+extern "C" __global__ void add(const act* a, const act* b, long long n, act* out)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        out[i] = a[i] + b[i];
+        store_act(out + i, load_act(a + i) + load_act(b + i));
 }
 
-extern "C" __global__ void scale(const float* x, float alpha, long long n, float* out)
+extern "C" __global__ void scale(const act* x, float alpha, long long n, act* out)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        out[i] = alpha * x[i];
+        store_act(out + i, alpha * load_act(x + i));
 }
 
-extern "C" __global__ void bias_rows(const float* __restrict__ bias, float beta, long long n, int cols, long long group_elems, float* __restrict__ c)
+extern "C" __global__ void bias_rows(const float* __restrict__ bias, float beta, long long n, int cols, long long group_elems, act* __restrict__ c)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
         const float b = bias[group_param(i, cols, group_elems)];
-        c[i] = beta == 0.0f ? b : beta * c[i] + b;
+        store_act(c + i, beta == 0.0f ? b : beta * load_act(c + i) + b);
     }
 }
 

@@ -4,7 +4,8 @@
 //   each summed on its own). partial[g·B + b, c] = Σ_{r ∈ group g's rows [b·R, (b+1)·R)} x[r·stride + c] (the
 //   column sums of a block of R rows; stride = cols for a dense matrix, larger to sum a column slice such as
 //   token 0 of every image). Blocks never straddle groups, so a group's sums are those it would have alone.
-//   Block = 32 threads, one column each; grid = (ceil(C/32), B = ceil(G/R), groups).
+//   Block = 32 threads, one column each; grid = (ceil(C/32), B = ceil(G/R), groups). x is an activation
+//   (float32, or bf16 built with -DPC_STORE_BF16=1); the sums are float32.
 // sum_rows_finish: out[g, c] = (accumulate ? out[g, c] : 0) + Σ_b partial[g·B + b, c], b in increasing order.
 //   Used for bias gradients (SumRows), dγ/dβ of LayerNorm, dbias of bias+GELU, dcls and dpos of the tokens.
 //   Block = 256 threads, one column each; grid = ceil(C/256).
@@ -18,7 +19,7 @@
 //   clipping needs no host round trip (ClipByNorm). Same block layout as sum_partial.
 #include "common.cuh"
 
-extern "C" __global__ void sum_rows_partial(const float* __restrict__ x, int group_rows, int cols, long long row_stride, int rows_per_block, float* __restrict__ partial)
+extern "C" __global__ void sum_rows_partial(const act* __restrict__ x, int group_rows, int cols, long long row_stride, int rows_per_block, float* __restrict__ partial)
 {
     const int c = blockIdx.x * PC_WARP + threadIdx.x;
     if (c >= cols)
@@ -28,7 +29,7 @@ extern "C" __global__ void sum_rows_partial(const float* __restrict__ x, int gro
     const long long last = min(first + rows_per_block, group_first + group_rows);
     float sum = 0.0f;
     for (long long r = first; r < last; ++r)
-        sum += x[r * row_stride + c];
+        sum += load_act(x + r * row_stride + c);
     partial[((long long)blockIdx.z * gridDim.y + blockIdx.y) * cols + c] = sum;
 }
 

@@ -15,15 +15,24 @@ public enum BlasCompute
     Tf32 = 77,
 }
 
+/// <summary>A GEMM matrix's element type (cudaDataType_t).</summary>
+public enum BlasType
+{
+    /// <summary>CUDA_R_32F.</summary>
+    Float32 = 0,
+
+    /// <summary>CUDA_R_16BF.</summary>
+    BFloat16 = 14,
+}
+
 /// <summary>
 /// cuBLAS, as much as ParaCuda uses: handles bound to a stream, a private workspace per handle (so results
-/// do not depend on which stream ran first), and the strided-batched GEMM in float32, TF32 or bf16 compute. Matrices are
+/// do not depend on which stream ran first), and the strided-batched GEMM in float32, TF32 or bf16 compute, on float32 operands or bf16 ones (a float32 or bf16 product). Matrices are
 /// column-major, as cuBLAS has them. Errors name the status and the call.
 /// </summary>
 public static unsafe partial class Cublas
 {
     private const int Success = 0;
-    private const int Float32 = 0; // CUDA_R_32F
     private const int GemmDefault = -1; // CUBLAS_GEMM_DEFAULT
 
     private static readonly Lazy<string?> s_unavailableReason = new(() =>
@@ -54,16 +63,17 @@ public static unsafe partial class Cublas
     public static void Destroy(IntPtr handle) => Check(cublasDestroy_v2(handle), "cublasDestroy()");
 
     /// <summary>
-    /// C[i] = alpha·op(A[i])·op(B[i]) + beta·C[i] for i &lt; batch (column-major, cuBLAS's contract), float32
-    /// in and out; <paramref name="compute"/> says how the products run.
+    /// C[i] = alpha·op(A[i])·op(B[i]) + beta·C[i] for i &lt; batch (column-major, cuBLAS's contract), A and B of
+    /// type <paramref name="operands"/>, C of type <paramref name="output"/>; <paramref name="compute"/> says how the
+    /// products run (accumulation is float32 in each).
     /// </summary>
     public static void GemmStridedBatched(
         IntPtr handle, bool transA, bool transB, int m, int n, int k, float alpha,
         ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta,
-        ulong c, int ldc, long strideC, int batch, BlasCompute compute) =>
+        ulong c, int ldc, long strideC, int batch, BlasCompute compute, BlasType operands, BlasType output) =>
         Check(
-            cublasGemmStridedBatchedEx(handle, transA ? 1 : 0, transB ? 1 : 0, m, n, k, &alpha, a, Float32, lda, strideA, b, Float32, ldb, strideB, &beta, c, Float32, ldc, strideC, batch, (int)compute, GemmDefault),
-            $"cublasGemmStridedBatchedEx({(transA ? "T" : "N")}{(transB ? "T" : "N")}, m {m}, n {n}, k {k}, lda {lda}, ldb {ldb}, ldc {ldc}, batch {batch}, {compute})");
+            cublasGemmStridedBatchedEx(handle, transA ? 1 : 0, transB ? 1 : 0, m, n, k, &alpha, a, (int)operands, lda, strideA, b, (int)operands, ldb, strideB, &beta, c, (int)output, ldc, strideC, batch, (int)compute, GemmDefault),
+            $"cublasGemmStridedBatchedEx({(transA ? "T" : "N")}{(transB ? "T" : "N")}, m {m}, n {n}, k {k}, lda {lda}, ldb {ldb}, ldc {ldc}, batch {batch}, {compute}, {operands} → {output})");
 
     private static void Check(int status, string call)
     {

@@ -1,3 +1,4 @@
+using ParaCuda.Autograd;
 using ParaCuda.Backends;
 using ParaCuda.Nn;
 using ParaCuda.Tensors;
@@ -8,12 +9,17 @@ namespace ParaCuda.Perf;
 /// The ops a Transformer block runs, at a workload's shapes, on one context: the block's GEMMs (forward NT,
 /// input-gradient NN, weight-gradient TN) against the GEMM ceiling, memory-bound ops against the copy ceiling,
 /// attention, and a whole block forward + backward against the time of its own GEMMs. Inputs are random and
-/// rotate among four sets so that no repeat reads what the last one left in cache.
+/// rotate among four sets so that no repeat reads what the last one left in cache. On a backend in bf16 mixed
+/// precision the activations (GEMM operands, GELU's and attention's inputs and outputs) are bf16, weight gradients
+/// float32, and the block runs under Autocast, as a model would there.
 /// </summary>
 public sealed class OpSuite(ComputeContext context, string suite, double budgetSeconds)
 {
     private const int Sets = 4;
     private readonly List<Result> _results = [];
+    private readonly DType _activations = context.Backend.MixedPrecision ? DType.BFloat16 : DType.Float32;
+
+    private string Label => _activations == DType.BFloat16 ? "bf16" : "f32";
 
     public IReadOnlyList<Result> Run(Workload w, int batch, double gemmGflops, double copyGBps)
     {
@@ -41,7 +47,7 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
                     var (weight, bias) = (Random(new Shape(w.Mlp, w.Dim), i + 30), Random(new Shape(w.Mlp), i + 40));
                     var (product, y) = (Tensor.Empty(new Shape(rows, w.Mlp), DType.Float32, context), Tensor.Empty(new Shape(rows, w.Mlp), DType.Float32, context));
                     return () => ops.LinearGelu(x, weight, bias, product, y);
-                });
+                }, float32: true);
             }
 
             cuda.HandWrittenMlp = false;
@@ -59,29 +65,30 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
                     ops.Gemm(dy, x, dw, transA: true);
                     ops.SumRows(dy, db);
                 };
-            });
+            }, float32: true);
         }
 
         Memory("LayerNorm fwd", $"{shape} [{rows}, {w.Dim}]", 2.0 * rows * w.Dim * 4, copyGBps, i =>
         {
             var x = Input(new Shape(rows, w.Dim), i);
             return () => ops.LayerNorm(x.T, x.Gamma, x.Beta, 1e-5f, x.Y, x.Mean, x.Rstd);
-        });
+        }, float32: true);
         Memory("LayerNorm bwd", $"{shape} [{rows}, {w.Dim}]", 3.0 * rows * w.Dim * 4, copyGBps, i =>
         {
             var x = Input(new Shape(rows, w.Dim), i);
             ops.LayerNorm(x.T, x.Gamma, x.Beta, 1e-5f, x.Y, x.Mean, x.Rstd);
             return () => ops.LayerNormBackward(x.Y, x.T, x.Gamma, x.Mean, x.Rstd, x.Dx, new GradOut(x.Dg), new GradOut(x.Db));
-        });
-        Memory("BiasGelu fwd", $"{shape} [{rows}, {w.Mlp}]", 2.0 * rows * w.Mlp * 4, copyGBps, i =>
+        }, float32: true);
+        var size = _activations.SizeInBytes();
+        Memory("BiasGelu fwd", $"{shape} [{rows}, {w.Mlp}]", 2.0 * rows * w.Mlp * size, copyGBps, i =>
         {
-            var (x, y) = (Random(new Shape(rows, w.Mlp), i), Tensor.Empty(new Shape(rows, w.Mlp), DType.Float32, context));
+            var (x, y) = (Activation(new Shape(rows, w.Mlp), i), Empty(new Shape(rows, w.Mlp)));
             var b = Random(new Shape(w.Mlp), i + 100);
             return () => ops.BiasGelu(x, b, y);
         });
-        Memory("BiasGelu bwd", $"{shape} [{rows}, {w.Mlp}]", 3.0 * rows * w.Mlp * 4, copyGBps, i =>
+        Memory("BiasGelu bwd", $"{shape} [{rows}, {w.Mlp}]", 3.0 * rows * w.Mlp * size, copyGBps, i =>
         {
-            var (x, dy, dx) = (Random(new Shape(rows, w.Mlp), i), Random(new Shape(rows, w.Mlp), i + 50), Tensor.Empty(new Shape(rows, w.Mlp), DType.Float32, context));
+            var (x, dy, dx) = (Activation(new Shape(rows, w.Mlp), i), Activation(new Shape(rows, w.Mlp), i + 50), Empty(new Shape(rows, w.Mlp)));
             var (b, db) = (Random(new Shape(w.Mlp), i + 100), Tensor.Empty(new Shape(w.Mlp), DType.Float32, context));
             return () => ops.BiasGeluBackward(x, b, dy, dx, new GradOut(db));
         });
@@ -91,14 +98,14 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
         var attention = $"{shape} T{w.Tokens} H{w.Heads} Dh{headDim}";
         Compute("Attention fwd", attention, attentionFlops, gemmGflops, i =>
         {
-            var (qkv, output, lse) = (Random(new Shape(batch, w.Tokens, 3 * w.Dim), i), Tensor.Empty(new Shape(batch, w.Tokens, w.Dim), DType.Float32, context), Tensor.Empty(new Shape(batch, w.Heads, w.Tokens), DType.Float32, context));
+            var (qkv, output, lse) = (Activation(new Shape(batch, w.Tokens, 3 * w.Dim), i), Empty(new Shape(batch, w.Tokens, w.Dim)), Tensor.Empty(new Shape(batch, w.Heads, w.Tokens), DType.Float32, context));
             return () => ops.Attention(qkv, w.Heads, output, lse);
         });
         Compute("Attention bwd", attention, 2.5 * attentionFlops, gemmGflops, i =>
         {
-            var (qkv, output, lse) = (Random(new Shape(batch, w.Tokens, 3 * w.Dim), i), Tensor.Empty(new Shape(batch, w.Tokens, w.Dim), DType.Float32, context), Tensor.Empty(new Shape(batch, w.Heads, w.Tokens), DType.Float32, context));
+            var (qkv, output, lse) = (Activation(new Shape(batch, w.Tokens, 3 * w.Dim), i), Empty(new Shape(batch, w.Tokens, w.Dim)), Tensor.Empty(new Shape(batch, w.Heads, w.Tokens), DType.Float32, context));
             ops.Attention(qkv, w.Heads, output, lse);
-            var (dout, dqkv) = (Random(output.Shape, i + 7), qkv.EmptyLike());
+            var (dout, dqkv) = (Activation(output.Shape, i + 7), qkv.EmptyLike());
             return () => ops.AttentionBackward(qkv, output, dout, lse, w.Heads, dqkv);
         });
 
@@ -108,27 +115,29 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
 
     private void Gemm(Ops ops, string what, int m, int n, int k, bool transA, bool transB, string label, double gemmGflops)
     {
-        var a = Enumerable.Range(0, Sets).Select(i => Random(transA ? new Shape(k, m) : new Shape(m, k), i)).ToArray();
-        var b = Enumerable.Range(0, Sets).Select(i => Random(transB ? new Shape(n, k) : new Shape(k, n), i + 10)).ToArray();
-        var c = Tensor.Empty(new Shape(m, n), DType.Float32, context);
+        var a = Enumerable.Range(0, Sets).Select(i => Activation(transA ? new Shape(k, m) : new Shape(m, k), i)).ToArray();
+        var b = Enumerable.Range(0, Sets).Select(i => Activation(transB ? new Shape(n, k) : new Shape(k, n), i + 10)).ToArray();
+        // A weight gradient (TN) is float32 whatever the activations.
+        var c = transA ? Tensor.Empty(new Shape(m, n), DType.Float32, context) : Empty(new Shape(m, n));
         var stats = Timing.Measure(context, i => ops.Gemm(a[i % Sets], b[i % Sets], c, transA, transB), budgetSeconds);
         var flops = 2.0 * m * n * k;
         var rate = flops / (stats.MedianMs * 1e6);
-        _results.Add(new Result(suite, $"GEMM {what} {label}", $"{m}×{n}×{k}", "f32", stats, flops, "GFLOP/s", rate, rate / gemmGflops));
+        _results.Add(new Result(suite, $"GEMM {what} {label}", $"{m}×{n}×{k}", Label, stats, flops, "GFLOP/s", rate, rate / gemmGflops));
     }
 
-    private void Memory(string name, string shape, double bytes, double copyGBps, Func<int, Action> setup) =>
-        Add(name, shape, bytes, "GB/s", copyGBps, setup);
+    /// <summary>A memory-bound op; <paramref name="float32"/> when its tensors are float32 whatever the activations.</summary>
+    private void Memory(string name, string shape, double bytes, double copyGBps, Func<int, Action> setup, bool float32 = false) =>
+        Add(name, shape, bytes, "GB/s", copyGBps, setup, float32);
 
-    private void Compute(string name, string shape, double flops, double gemmGflops, Func<int, Action> setup) =>
-        Add(name, shape, flops, "GFLOP/s", gemmGflops, setup);
+    private void Compute(string name, string shape, double flops, double gemmGflops, Func<int, Action> setup, bool float32 = false) =>
+        Add(name, shape, flops, "GFLOP/s", gemmGflops, setup, float32);
 
-    private void Add(string name, string shape, double work, string unit, double ceiling, Func<int, Action> setup)
+    private void Add(string name, string shape, double work, string unit, double ceiling, Func<int, Action> setup, bool float32)
     {
         var bodies = Enumerable.Range(0, Sets).Select(setup).ToArray();
         var stats = Timing.Measure(context, i => bodies[i % Sets](), budgetSeconds);
         var rate = work / (stats.MedianMs * 1e6);
-        _results.Add(new Result(suite, name, shape, "f32", stats, work, unit, rate, rate / ceiling));
+        _results.Add(new Result(suite, name, shape, float32 ? "f32" : Label, stats, work, unit, rate, rate / ceiling));
     }
 
     /// <summary>One forward + backward of a training-mode block, against the same block's twelve GEMMs alone.</summary>
@@ -143,6 +152,7 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
             i =>
             {
                 using var step = TensorScope.Begin();
+                using var precision = Autocast.Bf16(context.Backend.MixedPrecision);
                 block.ZeroGrad();
                 block.Forward(inputs[i % Sets]).Backward(grads[i % Sets]);
             },
@@ -151,24 +161,41 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
         // (m, n, k) of the forward GEMMs: qkv, proj, fc1, fc2; each has an NN and a TN GEMM in backward.
         var shapes = new[] { (rows, 3 * w.Dim, w.Dim), (rows, w.Dim, w.Dim), (rows, w.Mlp, w.Dim), (rows, w.Dim, w.Mlp) };
         var flops = shapes.Sum(s => 6.0 * s.Item1 * s.Item2 * s.Item3) + (3.5 * 4.0 * batch * w.Heads * w.Tokens * w.Tokens * (w.Dim / w.Heads));
-        var operands = shapes.Select(s => (X: Random(new Shape(s.Item1, s.Item3), 1), W: Random(new Shape(s.Item2, s.Item3), 2), Y: Random(new Shape(s.Item1, s.Item2), 3))).ToArray();
+        var operands = shapes.Select(s => (X: Activation(new Shape(s.Item1, s.Item3), 1), W: Activation(new Shape(s.Item2, s.Item3), 2), Y: Activation(new Shape(s.Item1, s.Item2), 3), Dw: Random(new Shape(s.Item2, s.Item3), 4))).ToArray();
         var gemmStats = Timing.Measure(
             context,
             _ =>
             {
-                foreach (var (x, weight, y) in operands)
+                foreach (var (x, weight, y, dw) in operands)
                 {
                     ops.Gemm(x, weight, y, transB: true);
                     ops.Gemm(y, weight, x);
-                    ops.Gemm(y, x, weight, transA: true);
+                    ops.Gemm(y, x, dw, transA: true);
                 }
             },
             budgetSeconds);
         var rate = flops / (stats.MedianMs * 1e6);
-        _results.Add(new Result(suite, "Transformer block fwd+bwd", $"{w.Name} B{batch} T{w.Tokens} D{w.Dim} H{w.Heads} M{w.Mlp}", "f32", stats, flops, "GFLOP/s", rate, rate / gemmGflops, "time over its 12 GEMMs alone", stats.MedianMs / gemmStats.MedianMs));
+        _results.Add(new Result(suite, "Transformer block fwd+bwd", $"{w.Name} B{batch} T{w.Tokens} D{w.Dim} H{w.Heads} M{w.Mlp}", Label, stats, flops, "GFLOP/s", rate, rate / gemmGflops, "time over its 12 GEMMs alone", stats.MedianMs / gemmStats.MedianMs));
     }
 
     private Tensor Random(Shape shape, int seed) => Tensors.Random(shape, seed, context);
+
+    /// <summary>A random activation, in the dtype activations have on this backend.</summary>
+    private Tensor Activation(Shape shape, int seed)
+    {
+        var x = Random(shape, seed);
+        if (_activations == DType.Float32)
+        {
+            return x;
+        }
+
+        var low = Empty(shape);
+        context.Ops.Cast(x, low);
+        x.Dispose();
+        return low;
+    }
+
+    private Tensor Empty(Shape shape) => Tensor.Empty(shape, _activations, context);
 
     private NormInputs Input(Shape shape, int seed) => new(
         Random(shape, seed), Random(new Shape(shape[-1]), seed + 1), Random(new Shape(shape[-1]), seed + 2),

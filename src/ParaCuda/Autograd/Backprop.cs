@@ -84,7 +84,7 @@ internal sealed class Backprop
     /// <summary>Adds <paramref name="grad"/> to the gradient of <paramref name="input"/>; the caller keeps its tensor.</summary>
     public void Pass(Tensor input, Tensor grad)
     {
-        if (grad.Context != input.Context || grad.Shape != input.Shape)
+        if (grad.Context != input.Context || grad.Shape != input.Shape || grad.DType != input.DType)
         {
             throw new InvalidOperationException($"gradient {grad.Describe()} does not fit {input.Describe()}");
         }

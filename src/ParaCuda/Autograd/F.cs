@@ -38,6 +38,20 @@ public static partial class F
         sink.Pass(1, g);
     }
 
+    /// <summary>x stored as <paramref name="dtype"/> (float32 ↔ bf16; x itself when it already is); the gradient comes back in x's dtype.</summary>
+    public static Tensor Cast(Tensor x, DType dtype)
+    {
+        var ctx = SameContext(nameof(Cast), x);
+        if (x.DType == dtype)
+        {
+            return x;
+        }
+
+        var y = Tensor.Empty(x.Shape, dtype, ctx);
+        ctx.Ops.Cast(x, y);
+        return Record(nameof(Cast), y, [x], (g, sink) => sink.Write(0, dx => ctx.Ops.Cast(g, dx)));
+    }
+
     /// <summary>alpha · x.</summary>
     public static Tensor Scale(Tensor x, float alpha)
     {
@@ -124,14 +138,28 @@ public static partial class F
     /// <summary>
     /// y = x·Wᵀ + b over the last axis of x [*, in], with W [out, in] as PyTorch's nn.Linear stores it.
     /// </summary>
-    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias) => Linear(x, weight, bias, computed: null);
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias) => Linear(x, weight, bias, DType.Float32);
+
+    /// <summary>
+    /// Linear with its output stored as <paramref name="output"/>. Under <see cref="Autocast"/>, for a bf16 x or a bf16
+    /// output, the product runs on bf16 operands (x and W cast to bf16, float32 accumulation); otherwise everything is
+    /// float32. W, the bias and their gradients stay float32 either way.
+    /// </summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, DType output)
+    {
+        SameContext(nameof(Linear), x, weight, bias);
+        return Linear(x, weight, bias, Bf16Operands(x, weight, output), output, computed: null);
+    }
 
     /// <summary>
     /// gelu(x·Wᵀ + bias), the MLP's first layer: the same values and gradients as BiasGelu(Linear(x, W, null), bias),
     /// computed by one op (<see cref="Backends.Ops.LinearGelu"/>) that a backend may run as one kernel. W is [out, in],
     /// or [G, out, in] for x [G, *, in] (branches batched).
     /// </summary>
-    public static Tensor LinearGelu(Tensor x, Tensor weight, Tensor? bias)
+    public static Tensor LinearGelu(Tensor x, Tensor weight, Tensor? bias) => LinearGelu(x, weight, bias, DType.Float32);
+
+    /// <summary>LinearGelu with its output (and the pre-activation kept for backward) stored as <paramref name="output"/>, in bf16 products as <see cref="Linear(Tensor, Tensor, Tensor?, DType)"/> says.</summary>
+    public static Tensor LinearGelu(Tensor x, Tensor weight, Tensor? bias, DType output)
     {
         var ctx = SameContext(nameof(LinearGelu), x, weight, bias);
         var groups = weight.Rank == 3 ? weight.Shape[0] : 1;
@@ -140,95 +168,115 @@ public static partial class F
             throw new TensorOpException(nameof(LinearGelu), $"x {x.Shape} does not fit weight {weight.Shape} (expected [*, {weight.Shape[-1]}])");
         }
 
+        var operands = Bf16Operands(x, weight, output);
+        var (xs, ws) = operands ?? (x, weight);
         var rows = (int)(x.NumElements / groups / x.Shape[-1]);
         var dims = x.Shape.AsSpan().ToArray();
         dims[^1] = weight.Shape[-2];
-        var product = x.EmptyLike(new Shape(dims));
+        var product = Tensor.Empty(new Shape(dims), operands is null ? DType.Float32 : output, ctx);
         var y = product.EmptyLike();
         Tensor Matrix(Tensor t) => weight.Rank == 3 ? t.View(groups, rows, t.Shape[-1]) : t.View(rows, t.Shape[-1]);
-        using (var xm = Matrix(x))
+        using (var xm = Matrix(xs))
         using (var pm = Matrix(product))
         using (var ym = Matrix(y))
         {
-            ctx.Ops.LinearGelu(xm, weight, bias, pm, ym);
+            ctx.Ops.LinearGelu(xm, ws, bias, pm, ym);
         }
 
         // The autograd graph of the two ops it stands for, their outputs already computed.
-        return BiasGelu(Linear(x, weight, null, product), bias, y);
-    }
-
-    /// <summary>Linear, or (with <paramref name="computed"/>) only its autograd node over an output computed already.</summary>
-    private static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, Tensor? computed)
-    {
-        var ctx = SameContext(nameof(Linear), x, weight, bias);
-        if (weight.Rank == 3)
-        {
-            return GroupedLinear(x, weight, bias, computed);
-        }
-
-        if (weight.Rank != 2 || x.Rank < 1 || x.Shape[-1] != weight.Shape[1])
-        {
-            throw new TensorOpException(nameof(Linear), $"x {x.Shape} does not fit weight {weight.Shape} (expected [*, {(weight.Rank == 2 ? weight.Shape[1] : -1)}])");
-        }
-
-        var (rows, outFeatures) = ((int)(x.NumElements / x.Shape[-1]), weight.Shape[0]);
-        var dims = x.Shape.AsSpan().ToArray();
-        dims[^1] = outFeatures;
-        var y = computed ?? x.EmptyLike(new Shape(dims));
-        var x2 = x.View(rows, x.Shape[-1]);
-        if (computed is null)
-        {
-            using var y2 = y.View(rows, outFeatures);
-            ctx.Ops.Gemm(x2, weight, y2, transB: true, bias: bias);
-        }
-
-        return Record(nameof(Linear), y, [x, weight, bias], (g, sink) =>
-        {
-            using var g2 = g.View(rows, outFeatures);
-            if (sink.Target(0) is { Tensor: { } dx } tx)
-            {
-                using var dx2 = dx.View(rows, x2.Shape[1]);
-                ctx.Ops.Gemm(g2, weight, dx2, beta: tx.Accumulate ? 1f : 0f);
-            }
-
-            ctx.Ops.WeightGrad(g2, x2, sink.Target(1), sink.Target(2));
-        });
+        return BiasGelu(Linear(x, weight, null, operands, output, product), bias, y);
     }
 
     /// <summary>
-    /// Branches as one batch: x [G, *, in] · weight [G, out, in]ᵀ + bias [G, out], group g with its own weight, as
-    /// strided-batched GEMMs (the weight gradient too; the bias gradient per group).
+    /// x and the weight cast to bf16 for a product under mixed precision (x itself when it is bf16 already), or null
+    /// when the product runs in float32: outside <see cref="Autocast"/>, with float32 x and output.
     /// </summary>
-    private static Tensor GroupedLinear(Tensor x, Tensor weight, Tensor? bias, Tensor? computed)
+    private static (Tensor X, Tensor Weight)? Bf16Operands(Tensor x, Tensor weight, DType output)
     {
-        var ctx = x.Context;
-        var (groups, outFeatures, inFeatures) = (weight.Shape[0], weight.Shape[1], weight.Shape[2]);
-        if (x.Rank < 2 || x.Shape[0] != groups || x.Shape[-1] != inFeatures)
+        if (!Autocast.IsEnabled && x.DType != DType.BFloat16 && output != DType.BFloat16)
         {
-            throw new TensorOpException(nameof(Linear), $"x {x.Shape} does not fit grouped weight {weight.Shape} (expected [{groups}, *, {inFeatures}])");
+            return null;
         }
 
+        return (x.DType == DType.BFloat16 ? x : ToBf16(x), ToBf16(weight));
+    }
+
+    /// <summary>A bf16 copy outside autograd (the product's operand; gradients flow to the float32 original).</summary>
+    private static Tensor ToBf16(Tensor t)
+    {
+        var copy = Tensor.Empty(t.Shape, DType.BFloat16, t.Context);
+        t.Context.Ops.Cast(t, copy);
+        return copy;
+    }
+
+    /// <summary>
+    /// Linear (or, with <paramref name="computed"/>, only its autograd node over an output computed already) on the
+    /// float32 tensors, or on their bf16 <paramref name="operands"/> when given. In bf16, the gradients of the output
+    /// reach the products as bf16, dx comes out in x's dtype and the bias gradient is summed from the output gradient
+    /// as it arrives.
+    /// </summary>
+    private static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, (Tensor X, Tensor Weight)? operands, DType output, Tensor? computed)
+    {
+        var ctx = x.Context;
+        var grouped = weight.Rank == 3;
+        var (groups, outFeatures, inFeatures) = grouped ? (weight.Shape[0], weight.Shape[1], weight.Shape[2]) : (1, weight.Shape[0], weight.Rank == 2 ? weight.Shape[1] : -1);
+        if (grouped ? x.Rank < 2 || x.Shape[0] != groups || x.Shape[-1] != inFeatures : weight.Rank != 2 || x.Rank < 1 || x.Shape[-1] != inFeatures)
+        {
+            throw new TensorOpException(nameof(Linear), grouped
+                ? $"x {x.Shape} does not fit grouped weight {weight.Shape} (expected [{groups}, *, {inFeatures}])"
+                : $"x {x.Shape} does not fit weight {weight.Shape} (expected [*, {inFeatures}])");
+        }
+
+        var (xs, ws) = operands ?? (x, weight);
         var rows = (int)(x.NumElements / groups / inFeatures);
         var dims = x.Shape.AsSpan().ToArray();
         dims[^1] = outFeatures;
-        var y = computed ?? x.EmptyLike(new Shape(dims));
-        var x3 = x.View(groups, rows, inFeatures);
+        var y = computed ?? Tensor.Empty(new Shape(dims), operands is null ? DType.Float32 : output, ctx);
+
+        // Plain: [rows, features] matrices and GEMMs. Grouped (branches as one batch, each with its own weight):
+        // [G, rows, features] and strided-batched GEMMs, the weight and bias gradients per group.
+        Tensor Matrix(Tensor t, int features) => grouped ? t.View(groups, rows, features) : t.View(rows, features);
+        void Product(Tensor a, Tensor b, Tensor c, bool transB, float beta, Tensor? add)
+        {
+            if (grouped)
+            {
+                ctx.Ops.BatchedGemm(a, b, c, transB: transB, beta: beta, bias: add);
+            }
+            else
+            {
+                ctx.Ops.Gemm(a, b, c, transB: transB, beta: beta, bias: add);
+            }
+        }
+
+        var xm = Matrix(xs, inFeatures);
         if (computed is null)
         {
-            using var y3 = y.View(groups, rows, outFeatures);
-            ctx.Ops.BatchedGemm(x3, weight, y3, transB: true, bias: bias);
+            using var ym = Matrix(y, outFeatures);
+            Product(xm, ws, ym, true, 0f, bias);
         }
 
         return Record(nameof(Linear), y, [x, weight, bias], (g, sink) =>
         {
-            using var g3 = g.View(groups, rows, outFeatures);
+            using var low = operands is not null && g.DType != DType.BFloat16 ? ToBf16(g) : null;
+            using var gm = Matrix(low ?? g, outFeatures);
             if (sink.Target(0) is { Tensor: { } dx } tx)
             {
-                using var dx3 = dx.View(groups, rows, inFeatures);
-                ctx.Ops.BatchedGemm(g3, weight, dx3, beta: tx.Accumulate ? 1f : 0f);
+                using var dxm = Matrix(dx, inFeatures);
+                Product(gm, ws, dxm, false, tx.Accumulate ? 1f : 0f, null);
             }
 
-            ctx.Ops.WeightGrad(g3, x3, sink.Target(1), sink.Target(2));
+            if (operands is null)
+            {
+                ctx.Ops.WeightGrad(gm, xm, sink.Target(1), sink.Target(2));
+                return;
+            }
+
+            ctx.Ops.WeightGrad(gm, xm, sink.Target(1), GradOut.None);
+            if (sink.Target(2) is { Tensor: not null } db)
+            {
+                using var gRows = Matrix(g, outFeatures);
+                ctx.Ops.SumRows(gRows, db);
+            }
         });
     }
 
@@ -307,7 +355,7 @@ public static partial class F
         }
 
         var y = qkv.EmptyLike(new Shape(qkv.Shape[0], qkv.Shape[1], qkv.Shape[2] / 3));
-        var lse = GradMode.IsEnabled && qkv.RequiresGrad ? qkv.EmptyLike(new Shape(qkv.Shape[0], heads, qkv.Shape[1])) : null;
+        var lse = GradMode.IsEnabled && qkv.RequiresGrad ? Tensor.Empty(new Shape(qkv.Shape[0], heads, qkv.Shape[1]), DType.Float32, ctx) : null;
         ctx.Ops.Attention(qkv, heads, y, lse);
         return Record(nameof(Attention), y, [qkv], (g, sink) => sink.Write(0, dqkv => ctx.Ops.AttentionBackward(qkv, y, g, lse, heads, dqkv)));
     }

@@ -64,6 +64,9 @@ public partial class Tensor
         }
     }
 
+    /// <summary>This tensor stored as <paramref name="dtype"/> (float32 ↔ bf16), recorded for autograd: <see cref="F.Cast"/>.</summary>
+    public Tensor To(DType dtype) => F.Cast(this, dtype);
+
     /// <summary>A view of the same data that is cut from the tape.</summary>
     public Tensor Detach() => Alias(Offset, Shape, Strides.ToArray());
 

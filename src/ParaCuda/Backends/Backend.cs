@@ -22,6 +22,9 @@ public abstract class Backend : IDisposable
     /// </summary>
     public virtual ComputeContext UploadContext => DefaultContext;
 
+    /// <summary>Whether models run on this backend in bf16 mixed precision (<see cref="Autograd.Autocast"/>).</summary>
+    public virtual bool MixedPrecision => false;
+
     /// <summary>A new, independently ordered context (a CUDA stream; a logical queue on the CPU).</summary>
     public abstract ComputeContext CreateContext(string name);
 

@@ -32,6 +32,20 @@ internal readonly struct OpCheck(string op, Device device)
         }
     }
 
+    /// <summary>
+    /// An activation: alive, on this device, contiguous, float32 or bf16 (mixed precision); of the same dtype as
+    /// <paramref name="like"/> when given.
+    /// </summary>
+    public void Activation(string role, Tensor t, Tensor? like = null, string? likeRole = null)
+    {
+        ArgumentNullException.ThrowIfNull(t, role);
+        Tensor(role, t, t.DType == DType.BFloat16 ? DType.BFloat16 : DType.Float32);
+        if (like is not null && t.DType != like.DType)
+        {
+            throw Fail($"{role} {t.Shape} is {t.DType} but {likeRole} {like.Shape} is {like.DType}; they must match");
+        }
+    }
+
     public void Rank(string role, Tensor t, int rank)
     {
         if (t.Rank != rank)

@@ -39,7 +39,8 @@ public readonly record struct AdamParameters(
 /// kernel or one cuBLAS call. They write into caller-provided outputs (allocation stays with the
 /// caller, so a device can use a caching allocator); outputs may alias inputs only where stated.
 /// Backward ops write parameter-like gradients through <see cref="GradOut"/>, which can accumulate.
-/// All tensors must be contiguous; float tensors are <see cref="DType.Float32"/>.
+/// All tensors must be contiguous; float tensors are <see cref="DType.Float32"/>, except the activations of the ops
+/// that say so, which may be <see cref="DType.BFloat16"/> (mixed precision: stored in bf16, computed in float32).
 /// </summary>
 public abstract class Ops
 {
@@ -108,6 +109,24 @@ public abstract class Ops
         CopyToHostCore(src, dst);
     }
 
+    /// <summary>dst = src in dst's dtype: float32 ↔ bf16 (to nearest even, NaN stays NaN; widening is exact), or a copy when they match.</summary>
+    public void Cast(Tensor src, Tensor dst)
+    {
+        ArgumentNullException.ThrowIfNull(src);
+        ArgumentNullException.ThrowIfNull(dst);
+        var c = Check(nameof(Cast));
+        c.Activation("src", src);
+        c.Activation("dst", dst);
+        c.SameShape("src", src, "dst", dst);
+        if (src.DType == dst.DType)
+        {
+            CopyCore(src, dst);
+            return;
+        }
+
+        CastCore(src, dst);
+    }
+
     // ---------------------------------------------------------------- elementwise
 
     /// <summary>out = a + b (same shapes; out may alias a or b).</summary>
@@ -117,9 +136,9 @@ public abstract class Ops
         ArgumentNullException.ThrowIfNull(b);
         ArgumentNullException.ThrowIfNull(output);
         var c = Check(nameof(Add));
-        c.Tensor("a", a);
-        c.Tensor("b", b);
-        c.Tensor("out", output);
+        c.Activation("a", a);
+        c.Activation("b", b, a, "a");
+        c.Activation("out", output, a, "a");
         c.SameShape("a", a, "b", b);
         c.SameShape("a", a, "out", output);
         AddCore(a, b, output);
@@ -131,8 +150,8 @@ public abstract class Ops
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(output);
         var c = Check(nameof(Scale));
-        c.Tensor("x", x);
-        c.Tensor("out", output);
+        c.Activation("x", x);
+        c.Activation("out", output, x, "x");
         c.SameShape("x", x, "out", output);
         ScaleCore(x, alpha, output);
     }
@@ -160,8 +179,8 @@ public abstract class Ops
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
         var c = Check(nameof(BiasGelu));
-        c.Tensor("x", x);
-        c.Tensor("y", y);
+        c.Activation("x", x);
+        c.Activation("y", y, x, "x");
         c.SameShape("x", x, "y", y);
         CheckBias(c, x, bias);
         BiasGeluCore(x, bias, y);
@@ -174,9 +193,9 @@ public abstract class Ops
         ArgumentNullException.ThrowIfNull(dy);
         ArgumentNullException.ThrowIfNull(dx);
         var c = Check(nameof(BiasGeluBackward));
-        c.Tensor("x", x);
-        c.Tensor("dy", dy);
-        c.Tensor("dx", dx);
+        c.Activation("x", x);
+        c.Activation("dy", dy, x, "x");
+        c.Activation("dx", dx, x, "x");
         c.SameShape("x", x, "dy", dy);
         c.SameShape("x", x, "dx", dx);
         CheckBias(c, x, bias);
@@ -202,8 +221,8 @@ public abstract class Ops
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
         var c = Check(nameof(Dropout));
-        c.Tensor("x", x);
-        c.Tensor("y", y);
+        c.Activation("x", x);
+        c.Activation("y", y, x, "x");
         c.SameShape("x", x, "y", y);
         c.That(p >= 0f && p < 1f, $"p must be in [0, 1), got {p}");
         if (offsetBase is not null)
@@ -228,9 +247,7 @@ public abstract class Ops
         ArgumentNullException.ThrowIfNull(b);
         ArgumentNullException.ThrowIfNull(cOut);
         var c = Check(nameof(Gemm));
-        c.Tensor("A", a);
-        c.Tensor("B", b);
-        c.Tensor("C", cOut);
+        CheckProductTypes(c, a, b, cOut);
         c.Rank("A", a, 2);
         c.Rank("B", b, 2);
         c.Rank("C", cOut, 2);
@@ -254,9 +271,7 @@ public abstract class Ops
         ArgumentNullException.ThrowIfNull(b);
         ArgumentNullException.ThrowIfNull(cOut);
         var c = Check(nameof(BatchedGemm));
-        c.Tensor("A", a);
-        c.Tensor("B", b);
-        c.Tensor("C", cOut);
+        CheckProductTypes(c, a, b, cOut);
         c.Rank("A", a, 3);
         c.Rank("B", b, 3);
         c.Rank("C", cOut, 3);
@@ -288,10 +303,8 @@ public abstract class Ops
         ArgumentNullException.ThrowIfNull(product);
         ArgumentNullException.ThrowIfNull(y);
         var c = Check(nameof(LinearGelu));
-        c.Tensor("x", x);
-        c.Tensor("weight", weight);
-        c.Tensor("product", product);
-        c.Tensor("y", y);
+        CheckProductTypes(c, x, weight, product, "x", "weight", "product");
+        c.Activation("y", y, product, "product");
         var grouped = weight.Rank == 3;
         c.That(weight.Rank is 2 or 3 && x.Rank == weight.Rank && x.Shape[-1] == weight.Shape[-1] && (!grouped || x.Shape[0] == weight.Shape[0]),
             $"x {x.Shape} does not fit weight {weight.Shape} (expected [rows, in] with [out, in], or [G, rows, in] with [G, out, in])");
@@ -319,8 +332,8 @@ public abstract class Ops
         ArgumentNullException.ThrowIfNull(dy);
         ArgumentNullException.ThrowIfNull(x);
         var c = Check(nameof(WeightGrad));
-        c.Tensor("dy", dy);
-        c.Tensor("x", x);
+        c.Activation("dy", dy);
+        c.Activation("x", x, dy, "dy");
         c.That(dy.Rank is 2 or 3 && x.Rank == dy.Rank && dy.Shape[0] == x.Shape[0] && (dy.Rank == 2 || dy.Shape[1] == x.Shape[1]),
             $"dy {dy.Shape} and x {x.Shape} must be [rows, out] and [rows, in] (or [G, rows, …] both)");
         var grouped = dy.Rank == 3;
@@ -345,7 +358,7 @@ public abstract class Ops
     {
         ArgumentNullException.ThrowIfNull(x);
         var c = Check(nameof(SumRows));
-        c.Tensor("x", x);
+        c.Activation("x", x);
         c.That(output.Tensor is not null, "out is required");
         c.Tensor("out", output.Tensor!);
         c.That(x.Rank >= 1, $"x must have rank ≥ 1, got {x.Shape}");
@@ -463,9 +476,9 @@ public abstract class Ops
         ArgumentNullException.ThrowIfNull(dQkv);
         var c = Check(nameof(AttentionBackward));
         var (b, t, _) = CheckAttentionArgs(c, qkv, heads, output);
-        c.Tensor("dout", dOutput);
+        c.Activation("dout", dOutput, qkv, "qkv");
         c.SameShape("dout", dOutput, "out", output);
-        c.Tensor("dqkv", dQkv);
+        c.Activation("dqkv", dQkv, qkv, "qkv");
         c.SameShape("dqkv", dQkv, "qkv", qkv);
         if (lse is not null)
         {
@@ -763,6 +776,9 @@ public abstract class Ops
 
     protected abstract void CopyToHostCore(Tensor src, Span<byte> dst);
 
+    /// <summary>float32 → bf16 or bf16 → float32.</summary>
+    protected abstract void CastCore(Tensor src, Tensor dst);
+
     protected abstract void AddCore(Tensor a, Tensor b, Tensor output);
 
     protected abstract void ScaleCore(Tensor x, float alpha, Tensor output);
@@ -856,6 +872,64 @@ public abstract class Ops
 
     protected abstract void AdamUpdateCore(IReadOnlyList<Tensor> parameters, IReadOnlyList<Tensor> grads, IReadOnlyList<Tensor> m, IReadOnlyList<Tensor> v, AdamParameters hp, IReadOnlyList<Tensor> steps, Tensor? learningRate);
 
+    /// <summary>
+    /// For an op a backend has no bf16 kernel for: when some of <paramref name="tensors"/> are bf16, runs
+    /// <paramref name="body"/> on float32 copies of them (the others as they are) and rounds the copies of the
+    /// <paramref name="written"/> ones back, then returns true; false, doing nothing, when none is bf16. The float32
+    /// op on the exact values, each output rounded once: what a bf16 kernel computing in float32 gives.
+    /// </summary>
+    protected bool OnFloat32(Tensor?[] tensors, int[] written, Action<Tensor?[]> body)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(written);
+        ArgumentNullException.ThrowIfNull(body);
+        if (!Array.Exists(tensors, t => t?.DType == DType.BFloat16))
+        {
+            return false;
+        }
+
+        var wide = new Tensor?[tensors.Length];
+        try
+        {
+            using (TensorScope.Unscoped())
+            {
+                for (var i = 0; i < tensors.Length; i++)
+                {
+                    if (tensors[i] is { DType: DType.BFloat16 } t)
+                    {
+                        wide[i] = Tensor.Empty(t.Shape, DType.Float32, t.Context);
+                        CastCore(t, wide[i]!);
+                    }
+                    else
+                    {
+                        wide[i] = tensors[i];
+                    }
+                }
+            }
+
+            body(wide);
+            foreach (var i in written)
+            {
+                if (tensors[i] is { DType: DType.BFloat16 } t)
+                {
+                    CastCore(wide[i]!, t);
+                }
+            }
+        }
+        finally
+        {
+            for (var i = 0; i < tensors.Length; i++)
+            {
+                if (!ReferenceEquals(wide[i], tensors[i]))
+                {
+                    wide[i]?.Dispose();
+                }
+            }
+        }
+
+        return true;
+    }
+
     // ---------------------------------------------------------------- shared checks
 
     private OpCheck Check(string op) => new(op, Device);
@@ -919,15 +993,27 @@ public abstract class Ops
 
     private static (int B, int T, int D) CheckAttentionArgs(OpCheck c, Tensor qkv, int heads, Tensor output)
     {
-        c.Tensor("qkv", qkv);
+        c.Activation("qkv", qkv);
         c.Rank("qkv", qkv, 3);
         c.That(heads > 0, $"heads must be positive, got {heads}");
         var (b, t, d3) = (qkv.Shape[0], qkv.Shape[1], qkv.Shape[2]);
         c.That(d3 % (3 * heads) == 0, $"qkv {qkv.Shape}: last axis must be 3·heads·head_dim, with heads = {heads}");
         var d = d3 / 3;
-        c.Tensor("out", output);
+        c.Activation("out", output, qkv, "qkv");
         c.Shape("out", output, new Shape(b, t, d), $"qkv {qkv.Shape}");
         return (b, t, d);
+    }
+
+    /// <summary>
+    /// A product's operands: both float32, or both bf16 (mixed precision, float32 accumulation); its output float32,
+    /// or bf16 when the operands are (cuBLAS writes a float32 product only from float32 operands or bf16 ones).
+    /// </summary>
+    private static void CheckProductTypes(OpCheck c, Tensor a, Tensor b, Tensor output, string aRole = "A", string bRole = "B", string outputRole = "C")
+    {
+        c.Activation(aRole, a);
+        c.Activation(bRole, b, a, aRole);
+        c.Activation(outputRole, output);
+        c.That(a.DType == DType.BFloat16 || output.DType == DType.Float32, $"{outputRole} {output.Shape} is {output.DType}: float32 operands give a float32 product");
     }
 
     private static void CheckLogitsAndLabels(OpCheck c, Tensor logits, Tensor labels)

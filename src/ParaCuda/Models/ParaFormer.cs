@@ -148,6 +148,7 @@ public sealed class ParaFormer : VisionModel
     {
         ArgumentNullException.ThrowIfNull(tokens);
         var branch = Branches[b];
+        using var precision = MixedPrecision();
         return Step(() => F.Transfer(branch.Forward(F.Transfer(tokens, branch.Context)), tokens.Context));
     }
 }

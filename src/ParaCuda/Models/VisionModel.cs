@@ -1,3 +1,4 @@
+using ParaCuda.Autograd;
 using ParaCuda.Backends;
 using ParaCuda.Nn;
 using ParaCuda.Tensors;
@@ -48,6 +49,7 @@ public abstract class VisionModel : Module
     public Tensor Forward(Tensor images, int prefix)
     {
         CheckPrefix(prefix);
+        using var precision = MixedPrecision();
         return Step(() => Head.Forward(Features(Embed.Forward(images), prefix)));
     }
 
@@ -61,6 +63,7 @@ public abstract class VisionModel : Module
     public IReadOnlyList<Tensor> ForwardAllPrefixes(Tensor images, int upTo)
     {
         CheckPrefix(upTo);
+        using var precision = MixedPrecision();
         var tokens = Embed.Forward(images);
         return PrefixFeatures(tokens, upTo).Select(Head.Forward).ToList();
     }
@@ -71,6 +74,9 @@ public abstract class VisionModel : Module
     /// <summary>Token features for the prefixes 1..<paramref name="upTo"/>, in order; the default recomputes each.</summary>
     protected virtual IEnumerable<Tensor> PrefixFeatures(Tensor tokens, int upTo) =>
         Enumerable.Range(1, upTo).Select(k => Features(tokens, k));
+
+    /// <summary>bf16 mixed precision for the forward pass when the model's backend asks for it (<see cref="Backend.MixedPrecision"/>).</summary>
+    protected Autocast.Scope MixedPrecision() => Autocast.Bf16(Context.Backend.MixedPrecision);
 
     /// <summary>Registers the head last, so parameter order follows the data flow.</summary>
     protected void BuildHead(ModuleInit init) => Head = RegisterModule("head", new ClassifierHead(Config, init));

@@ -27,7 +27,8 @@ public sealed class Mlp : Module
     /// <summary>This layer's computation with the given weights: its own, or k branches' at once ([k, …] weights on x [k, …]).</summary>
     public Tensor Forward(Tensor x, Tensor fc1Weight, Tensor? fc1Bias, Tensor fc2Weight, Tensor? fc2Bias)
     {
-        var hidden = F.LinearGelu(x, fc1Weight, fc1Bias);
+        // Under mixed precision the hidden layer stays bf16 (it only feeds fc2); the output joins the float32 residual.
+        var hidden = F.LinearGelu(x, fc1Weight, fc1Bias, Autocast.ActivationType);
         hidden = F.Dropout(hidden, _dropout, _generator, Training);
         return F.Dropout(F.Linear(hidden, fc2Weight, fc2Bias), _dropout, _generator, Training);
     }

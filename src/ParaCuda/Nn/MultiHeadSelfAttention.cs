@@ -40,7 +40,8 @@ public sealed class MultiHeadSelfAttention : Module
     public Tensor Forward(Tensor x, Tensor qkvWeight, Tensor projWeight, Tensor? projBias)
     {
         ArgumentNullException.ThrowIfNull(x);
-        var qkv = F.Linear(x, qkvWeight, null);
+        // Under mixed precision q, k, v and the attention output stay bf16; the projection's output joins the float32 residual.
+        var qkv = F.Linear(x, qkvWeight, null, Autocast.ActivationType);
         var grouped = qkv.Rank == 4;
         var attended = F.Attention(grouped ? F.Reshape(qkv, -1, qkv.Shape[2], qkv.Shape[3]) : qkv, Heads);
         if (grouped)

@@ -1,3 +1,4 @@
+using ParaCuda.Autograd;
 using ParaCuda.Backends;
 using ParaCuda.Backends.Cpu;
 using ParaCuda.Backends.Cuda;
@@ -69,7 +70,7 @@ public abstract class TrainingParityTests : CudaDeviceTests
     }
 
     [Test]
-    public void An_lpa_batch_with_bf16_products_keeps_the_losses_within_bf16_rounding_of_the_cpu()
+    public void An_lpa_batch_in_bf16_mixed_precision_keeps_the_losses_within_bf16_rounding_of_the_cpu()
     {
         if (!Backend.Gpu.Properties.HasTf32)
         {
@@ -85,6 +86,29 @@ public abstract class TrainingParityTests : CudaDeviceTests
         var errors = device.Zip(cpu, (d, c) => Math.Abs(d.Loss - c.Loss) / Math.Abs(c.Loss)).ToList();
         Assert.That(errors, Is.All.LessThanOrEqualTo(1e-2), "every step's loss");
         Assert.That(errors.Max(), Is.GreaterThan(1e-5), "bf16 rounding shows");
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void Mixed_precision_on_the_device_is_the_cpus_mixed_precision(bool batched)
+    {
+        // Under Autocast with float32 arithmetic everywhere else (this fixture's precision): bf16 activations, products
+        // of bf16 operands, attention on bf16 q, k, v, as the CPU computes them. One step of the whole model from the
+        // same start (Adam's first step moves every weight by ±lr, so later steps would amplify any sign flip of a
+        // near-zero gradient): the loss and every weight agree with the CPU's mixed precision to float32 rounding,
+        // and stand bf16's rounding away from float32.
+        var step = new LpaSchedule().Passes(0, 1, 1, s_tiny.Branches).SelectMany(p => p.Steps).Last();
+        List<(double Loss, List<string> Names, List<float[]> Parameters)> device, cpu;
+        using (Autocast.Bf16())
+        {
+            device = StepSnapshots.Train(Backend.DefaultContext, null, [step], batched);
+            cpu = StepSnapshots.Train(CpuBackend.Instance.DefaultContext, null, [step], batched);
+        }
+
+        var float32 = StepSnapshots.Train(CpuBackend.Instance.DefaultContext, null, [step], batched);
+        StepSnapshots.AssertClose(device, cpu, [step], 1e-5, "against the CPU's mixed precision");
+        var fromFloat32 = device[0].Parameters.Zip(float32[0].Parameters, (d, f) => Close.RelativeError(d.Select(v => (double)v).ToArray(), f.Select(v => (double)v).ToArray())).Max();
+        Assert.That(fromFloat32, Is.GreaterThan(1e-4), "float32 is bf16's rounding away");
     }
 
     [TestCase(false)]

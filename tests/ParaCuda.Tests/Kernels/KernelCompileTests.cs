@@ -84,6 +84,27 @@ public class KernelCompileTests
         }
     }
 
+    private static IEnumerable<TestCaseData> FilesWithActivations() =>
+        KernelSources.Load().Kernels.Where(k => k.Value.Contains("act* ", StringComparison.Ordinal)).SelectMany(k => s_architectures.Select(arch => new TestCaseData(k.Key, arch).SetName($"{k.Key} compiles with bf16 activations for sm_{arch}")));
+
+    /// <summary>Files whose activations are `act` also build with bf16 storage (-DPC_STORE_BF16=1), the tensor-core ones in both precisions.</summary>
+    [TestCaseSource(nameof(FilesWithActivations))]
+    public void Kernels_with_activations_compile_their_bf16_storage_build(string file, int architecture)
+    {
+        var sources = KernelSources.Load();
+        var source = sources.Kernels[file] + (file.Contains("_tc", StringComparison.Ordinal) ? sources.Headers["attention_tc.cuh"] : "");
+        string[][] builds = file.Contains("_tc", StringComparison.Ordinal) ? [[], ["PC_BF16=1"]] : [[]];
+        foreach (var build in builds)
+        {
+            var output = KernelCompiler.Compile(sources, file, architecture, defines: ["PC_HEAD_DIM=64", "PC_STORE_BF16=1", .. build]);
+            Assert.That(output.Log, Is.Empty, $"{file} {string.Join(" ", build)}: NVRTC warnings count as failures");
+            if (source.Contains("store_act", StringComparison.Ordinal))
+            {
+                Assert.That(output.Ptx, Does.Contain("cvt.rn.bf16.f32"), $"{file} {string.Join(" ", build)} rounds what it stores to bf16");
+            }
+        }
+    }
+
     [Test]
     public void A_head_dim_beyond_the_kernels_fails_to_compile_with_the_reason()
     {

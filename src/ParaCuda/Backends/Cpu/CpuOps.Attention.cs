@@ -9,6 +9,11 @@ internal sealed unsafe partial class CpuOps
     // place by small GEMMs, and its slice of the output (or of dqkv) is written by nobody else.
     protected override void AttentionCore(Tensor qkv, int heads, Tensor output, Tensor? lse)
     {
+        if (OnFloat32([qkv, output], [1], t => AttentionCore(t[0]!, heads, t[1]!, lse)))
+        {
+            return;
+        }
+
         var (batch, t, d) = (qkv.Shape[0], qkv.Shape[1], qkv.Shape[2] / 3);
         var dh = d / heads;
         var scale = 1f / MathF.Sqrt(dh);
@@ -40,6 +45,11 @@ internal sealed unsafe partial class CpuOps
 
     protected override void AttentionBackwardCore(Tensor qkv, Tensor output, Tensor dOutput, Tensor? lse, int heads, Tensor dQkv)
     {
+        if (OnFloat32([qkv, output, dOutput, dQkv], [3], t => AttentionBackwardCore(t[0]!, t[1]!, t[2]!, lse, heads, t[3]!)))
+        {
+            return;
+        }
+
         var (batch, t, d) = (qkv.Shape[0], qkv.Shape[1], qkv.Shape[2] / 3);
         var dh = d / heads;
         var scale = 1f / MathF.Sqrt(dh);

@@ -14,6 +14,11 @@ internal sealed unsafe partial class CpuOps
                 var f = F(dst);
                 Elementwise(n, (i0, i1) => new Span<float>(f + i0, i1 - i0).Fill(value));
                 break;
+            case DType.BFloat16:
+                var h = H(dst);
+                var bits = BFloat16.FromSingle(value);
+                Elementwise(n, (i0, i1) => new Span<ushort>(h + i0, i1 - i0).Fill(bits));
+                break;
             case DType.Int32:
                 var p = I(dst);
                 var iv = checked((int)value);
@@ -78,8 +83,41 @@ internal sealed unsafe partial class CpuOps
     protected override void CopyToHostCore(Tensor src, Span<byte> dst) =>
         new ReadOnlySpan<byte>((byte*)((CpuStorage)src.Storage).Pointer + (src.Offset * src.DType.SizeInBytes()), dst.Length).CopyTo(dst);
 
+    protected override void CastCore(Tensor src, Tensor dst)
+    {
+        if (src.DType == DType.Float32)
+        {
+            float* from = F(src);
+            var to = H(dst);
+            Elementwise(Count(src), (i0, i1) =>
+            {
+                for (var i = i0; i < i1; i++)
+                {
+                    to[i] = BFloat16.FromSingle(from[i]);
+                }
+            });
+        }
+        else
+        {
+            var from = H(src);
+            float* to = F(dst);
+            Elementwise(Count(src), (i0, i1) =>
+            {
+                for (var i = i0; i < i1; i++)
+                {
+                    to[i] = BFloat16.ToSingle(from[i]);
+                }
+            });
+        }
+    }
+
     protected override void AddCore(Tensor a, Tensor b, Tensor output)
     {
+        if (OnFloat32([a, b, output], [2], t => AddCore(t[0]!, t[1]!, t[2]!)))
+        {
+            return;
+        }
+
         float* pa = F(a), pb = F(b), po = F(output);
         Elementwise(Count(a), (i0, i1) =>
             TensorPrimitives.Add(new ReadOnlySpan<float>(pa + i0, i1 - i0), new ReadOnlySpan<float>(pb + i0, i1 - i0), new Span<float>(po + i0, i1 - i0)));
@@ -87,6 +125,11 @@ internal sealed unsafe partial class CpuOps
 
     protected override void ScaleCore(Tensor x, float alpha, Tensor output)
     {
+        if (OnFloat32([x, output], [1], t => ScaleCore(t[0]!, alpha, t[1]!)))
+        {
+            return;
+        }
+
         float* px = F(x), po = F(output);
         Elementwise(Count(x), (i0, i1) =>
             TensorPrimitives.Multiply(new ReadOnlySpan<float>(px + i0, i1 - i0), alpha, new Span<float>(po + i0, i1 - i0)));
@@ -115,6 +158,11 @@ internal sealed unsafe partial class CpuOps
 
     protected override void BiasGeluCore(Tensor x, Tensor? bias, Tensor y)
     {
+        if (OnFloat32([x, y], [1], t => BiasGeluCore(t[0]!, bias, t[1]!)))
+        {
+            return;
+        }
+
         float* px = F(x), py = F(y), pb = OrNull(bias);
         var cols = LastDim(x);
         var groupRows = Rows(x) / (bias is null ? 1 : Groups(bias));
@@ -131,6 +179,17 @@ internal sealed unsafe partial class CpuOps
 
     protected override void BiasGeluBackwardCore(Tensor x, Tensor? bias, Tensor dy, Tensor dx, GradOut dbias)
     {
+        // The bias gradient sums dx as stored (rounded to bf16), as the CUDA kernels do.
+        if (OnFloat32([x, dy, dx], [2], t => BiasGeluBackwardCore(t[0]!, bias, t[1]!, t[2]!, GradOut.None)))
+        {
+            if (dbias.Tensor is not null)
+            {
+                SumRowsCore(dx, dbias);
+            }
+
+            return;
+        }
+
         float* px = F(x), pdy = F(dy), pdx = F(dx), pb = OrNull(bias);
         var cols = LastDim(x);
         var rows = Rows(x);
@@ -153,6 +212,11 @@ internal sealed unsafe partial class CpuOps
 
     protected override void DropoutCore(Tensor x, Tensor y, float p, ulong seed, ulong offset, Tensor? offsetBase)
     {
+        if (OnFloat32([x, y], [1], t => DropoutCore(t[0]!, t[1]!, p, seed, offset, offsetBase)))
+        {
+            return;
+        }
+
         if (offsetBase is not null)
         {
             var words = I(offsetBase);

@@ -6,6 +6,11 @@ internal sealed unsafe partial class CpuOps
 {
     protected override void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
+        if (OnFloat32([a, b, c], [2], t => GemmCore(t[0]!, t[1]!, t[2]!, transA, transB, alpha, beta, bias)))
+        {
+            return;
+        }
+
         var (m, k) = transA ? (a.Shape[1], a.Shape[0]) : (a.Shape[0], a.Shape[1]);
         var n = c.Shape[1];
         CpuGemm.Multiply(m, n, k, F(a), a.Shape[1], transA, F(b), b.Shape[1], transB, F(c), n, alpha, beta, OrNull(bias));
@@ -13,6 +18,11 @@ internal sealed unsafe partial class CpuOps
 
     protected override void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
+        if (OnFloat32([a, b, c], [2], t => BatchedGemmCore(t[0]!, t[1]!, t[2]!, transA, transB, alpha, beta, bias)))
+        {
+            return;
+        }
+
         var batch = a.Shape[0];
         var (m, k) = transA ? (a.Shape[2], a.Shape[1]) : (a.Shape[1], a.Shape[2]);
         var n = c.Shape[2];
@@ -32,6 +42,11 @@ internal sealed unsafe partial class CpuOps
 
     protected override void SumRowsCore(Tensor x, GradOut output)
     {
+        if (OnFloat32([x], [], t => SumRowsCore(t[0]!, output)))
+        {
+            return;
+        }
+
         var groups = Groups(output.Tensor!);
         GroupColumnSums(F(x), groups, Rows(x) / groups, LastDim(x), F(output.Tensor!), output.Accumulate);
     }

@@ -15,6 +15,8 @@ internal sealed unsafe partial class CpuOps() : Ops(Device.Cpu)
 
     private static float* F(Tensor t) => (float*)((CpuStorage)t.Storage).Pointer + t.Offset;
 
+    private static ushort* H(Tensor t) => (ushort*)((CpuStorage)t.Storage).Pointer + t.Offset;
+
     private static int* I(Tensor t) => (int*)((CpuStorage)t.Storage).Pointer + t.Offset;
 
     private static float* OrNull(Tensor? t) => t is null ? null : F(t);

@@ -16,8 +16,10 @@ public enum GemmPrecision
     Tf32,
 
     /// <summary>
-    /// bf16 tensor cores with float32 accumulation, from float32 tensors: each product's operands rounded to bf16
-    /// (about 4e-3 relative), twice TF32's tensor-core rate. Storage stays float32.
+    /// bf16 mixed precision: models run under <see cref="Autograd.Autocast"/> (linear layers on bf16 operands, the
+    /// activations between bf16 products stored in bf16, float32 master weights, optimizer, LayerNorm and loss), and
+    /// the float32 GEMMs left (attention's products, those outside a model) round their operands to bf16 for the
+    /// tensor cores. About 4e-3 relative per product, twice TF32's tensor-core rate, half the activation bytes.
     /// </summary>
     Bf16,
 }
@@ -60,6 +62,8 @@ public sealed class CudaBackend : Backend
     public int Index { get; }
 
     public GemmPrecision Precision { get; }
+
+    public override bool MixedPrecision => Precision == GemmPrecision.Bf16;
 
     /// <summary>
     /// Run the MLP's first layer (GEMM, bias, GELU) as one hand-written tensor-core kernel (linear_gelu_tc.cu, in TF32

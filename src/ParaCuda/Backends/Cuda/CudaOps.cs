@@ -24,6 +24,11 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void FillCore(Tensor dst, float value)
     {
+        if (OnFloat32([dst], [0], t => FillCore(t[0]!, value)))
+        {
+            return;
+        }
+
         var bits = dst.DType switch
         {
             DType.Float32 => BitConverter.SingleToUInt32Bits(value),
@@ -91,11 +96,14 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         }
     }
 
+    protected override void CastCore(Tensor src, Tensor dst) =>
+        Run("cast.cu", src.DType == DType.Float32 ? "f32_to_bf16" : "bf16_to_f32", Grid(src.NumElements), P(src), src.NumElements, P(dst));
+
     protected override void AddCore(Tensor a, Tensor b, Tensor output) =>
-        Run("elementwise.cu", "add", Grid(a.NumElements), P(a), P(b), a.NumElements, P(output));
+        Run("elementwise.cu", "add", a, Grid(a.NumElements), P(a), P(b), a.NumElements, P(output));
 
     protected override void ScaleCore(Tensor x, float alpha, Tensor output) =>
-        Run("elementwise.cu", "scale", Grid(x.NumElements), P(x), alpha, x.NumElements, P(output));
+        Run("elementwise.cu", "scale", x, Grid(x.NumElements), P(x), alpha, x.NumElements, P(output));
 
     protected override void SumManyCore(IReadOnlyList<Tensor> xs, Tensor output)
     {
@@ -109,61 +117,74 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     }
 
     protected override void BiasGeluCore(Tensor x, Tensor? bias, Tensor y) =>
-        Run("bias_gelu_forward.cu", "bias_gelu_forward", Grid(x.NumElements), P(x), P(bias), x.NumElements, x.Shape[-1], GroupElements(x, bias), P(y));
+        Run("bias_gelu_forward.cu", "bias_gelu_forward", x, Grid(x.NumElements), P(x), P(bias), x.NumElements, x.Shape[-1], GroupElements(x, bias), P(y));
 
     protected override void BiasGeluBackwardCore(Tensor x, Tensor? bias, Tensor dy, Tensor dx, GradOut dbias)
     {
-        Run("bias_gelu_backward.cu", "bias_gelu_backward", Grid(x.NumElements), P(x), P(bias), P(dy), x.NumElements, x.Shape[-1], GroupElements(x, bias), P(dx));
+        Run("bias_gelu_backward.cu", "bias_gelu_backward", x, Grid(x.NumElements), P(x), P(bias), P(dy), x.NumElements, x.Shape[-1], GroupElements(x, bias), P(dx));
         if (dbias.Tensor is not null)
         {
-            ColumnSums(P(dx), Groups(dbias.Tensor), Rows(dx) / Groups(dbias.Tensor), dx.Shape[-1], dx.Shape[-1], dbias);
+            ColumnSums(dx, Groups(dbias.Tensor), Rows(dx) / Groups(dbias.Tensor), dx.Shape[-1], dx.Shape[-1], dbias);
         }
     }
 
     protected override void DropoutCore(Tensor x, Tensor y, float p, ulong seed, ulong offset, Tensor? offsetBase) =>
-        Run("dropout.cu", "dropout_forward", Grid((x.NumElements + 3) / 4), P(x), x.NumElements, p, seed, offset, P(offsetBase), P(y));
+        Run("dropout.cu", "dropout_forward", x, Grid((x.NumElements + 3) / 4), P(x), x.NumElements, p, seed, offset, P(offsetBase), P(y));
 
     protected override void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
         var (m, k) = transA ? (a.Shape[1], a.Shape[0]) : (a.Shape[0], a.Shape[1]);
+        // A bias goes into C before cuBLAS adds the product: a bf16 C would round the sum twice, so it takes float32.
+        if (bias is not null && OnFloat32([c], [0], t => GemmCore(a, b, t[0]!, transA, transB, alpha, beta, bias)))
+        {
+            return;
+        }
+
         var n = c.Shape[1];
-        if (bias is not null && Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[1], 0, P(b), b.Shape[1], 0, beta, P(c), 0, 1, LtEpilogue.Bias, P(bias), 0))
+        var types = (Blas(a), Blas(c));
+        if (bias is not null && Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[1], 0, P(b), b.Shape[1], 0, beta, P(c), 0, 1, types, LtEpilogue.Bias, P(bias), 0))
         {
             return;
         }
 
         if (bias is not null)
         {
-            Run("elementwise.cu", "bias_rows", Grid(c.NumElements), P(bias), beta, c.NumElements, n, c.NumElements, P(c));
+            Run("elementwise.cu", "bias_rows", c, Grid(c.NumElements), P(bias), beta, c.NumElements, n, c.NumElements, P(c));
             beta = 1f;
         }
 
-        Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[1], 0, P(b), b.Shape[1], 0, beta, P(c), 0, 1);
+        Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[1], 0, P(b), b.Shape[1], 0, beta, P(c), 0, 1, types);
     }
 
     protected override void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
         var (m, k) = transA ? (a.Shape[2], a.Shape[1]) : (a.Shape[1], a.Shape[2]);
+        if (bias is not null && OnFloat32([c], [0], t => BatchedGemmCore(a, b, t[0]!, transA, transB, alpha, beta, bias)))
+        {
+            return;
+        }
+
         var n = c.Shape[2];
-        if (bias is not null && Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[2], (long)a.Shape[1] * a.Shape[2], P(b), b.Shape[2], (long)b.Shape[1] * b.Shape[2], beta, P(c), (long)m * n, a.Shape[0], LtEpilogue.Bias, P(bias), n))
+        var types = (Blas(a), Blas(c));
+        if (bias is not null && Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[2], (long)a.Shape[1] * a.Shape[2], P(b), b.Shape[2], (long)b.Shape[1] * b.Shape[2], beta, P(c), (long)m * n, a.Shape[0], types, LtEpilogue.Bias, P(bias), n))
         {
             return;
         }
 
         if (bias is not null)
         {
-            Run("elementwise.cu", "bias_rows", Grid(c.NumElements), P(bias), beta, c.NumElements, n, (long)m * n, P(c));
+            Run("elementwise.cu", "bias_rows", c, Grid(c.NumElements), P(bias), beta, c.NumElements, n, (long)m * n, P(c));
             beta = 1f;
         }
 
-        Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[2], (long)a.Shape[1] * a.Shape[2], P(b), b.Shape[2], (long)b.Shape[1] * b.Shape[2], beta, P(c), (long)m * n, a.Shape[0]);
+        Gemm(transA, transB, m, n, k, alpha, P(a), a.Shape[2], (long)a.Shape[1] * a.Shape[2], P(b), b.Shape[2], (long)b.Shape[1] * b.Shape[2], beta, P(c), (long)m * n, a.Shape[0], types);
     }
 
     protected override void LinearGeluCore(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
     {
         var (groups, outFeatures, inFeatures) = weight.Rank == 3 ? (weight.Shape[0], weight.Shape[1], weight.Shape[2]) : (1, weight.Shape[0], weight.Shape[1]);
         var rows = checked((int)(x.NumElements / groups / inFeatures));
-        if (!Backend.HandWrittenMlp || Backend.Precision == GemmPrecision.Fp32 || (rows + 63) / 64 > 65535)
+        if (!Backend.HandWrittenMlp || Backend.Precision == GemmPrecision.Fp32 || x.DType != DType.Float32 || (rows + 63) / 64 > 65535)
         {
             base.LinearGeluCore(x, weight, bias, product, y);
             return;
@@ -182,7 +203,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         {
             var (groups, rows) = dy.Rank == 3 ? (dy.Shape[0], dy.Shape[1]) : (1, dy.Shape[0]);
             var (outFeatures, inFeatures) = (dy.Shape[-1], x.Shape[-1]);
-            if (Gemm(true, false, outFeatures, inFeatures, rows, 1f, P(dy), outFeatures, (long)rows * outFeatures, P(x), inFeatures, (long)rows * inFeatures, dw.Accumulate ? 1f : 0f, P(w), (long)outFeatures * inFeatures, groups, LtEpilogue.BiasGradientB, P(db), outFeatures))
+            if (Gemm(true, false, outFeatures, inFeatures, rows, 1f, P(dy), outFeatures, (long)rows * outFeatures, P(x), inFeatures, (long)rows * inFeatures, dw.Accumulate ? 1f : 0f, P(w), (long)outFeatures * inFeatures, groups, (Blas(dy), BlasType.Float32), LtEpilogue.BiasGradientB, P(db), outFeatures))
             {
                 return;
             }
@@ -192,7 +213,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     }
 
     protected override void SumRowsCore(Tensor x, GradOut output) =>
-        ColumnSums(P(x), Groups(output.Tensor!), Rows(x) / Groups(output.Tensor!), x.Shape[-1], x.Shape[-1], output);
+        ColumnSums(x, Groups(output.Tensor!), Rows(x) / Groups(output.Tensor!), x.Shape[-1], x.Shape[-1], output);
 
     protected override void LayerNormCore(Tensor x, Tensor gamma, Tensor beta, float eps, Tensor y, Tensor mean, Tensor rstd) =>
         NormalizeRows(x, null, null, gamma, beta, eps, y, mean, rstd);
@@ -243,11 +264,11 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         var (b, t, headDim) = AttentionShape(qkv, heads);
         if (OnTensorCores(b, heads, headDim))
         {
-            TensorCoreLaunch("attention_forward_tc.cu", "attention_forward_tc", b, t, heads, headDim, 2, (1, 1), 0, P(qkv), b, t, heads, P(output), P(lse));
+            TensorCoreLaunch("attention_forward_tc.cu", "attention_forward_tc", qkv, t, heads, headDim, 2, (1, 1), 0, P(qkv), b, t, heads, P(output), P(lse));
             return;
         }
 
-        Launch(Attention("attention_forward.cu", "attention_forward", headDim), Warps((long)b * heads * t), P(qkv), b, t, heads, P(output), P(lse));
+        Launch(Attention("attention_forward.cu", "attention_forward", qkv, headDim), Warps((long)b * heads * t), P(qkv), b, t, heads, P(output), P(lse));
     }
 
     /// <summary>
@@ -265,29 +286,31 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         using var delta = Temp(Math.Max(rows, 1));
         using var ownLse = lse is null ? Temp(Math.Max(rows, 1)) : null;
         var lsePointer = P(lse ?? ownLse);
-        Launch(Attention("attention_backward.cu", "attention_backward_rows", headDim), grid, P(qkv), P(output), P(dOutput), b, t, heads, lse is null, lsePointer, P(delta));
+        Launch(Attention("attention_backward.cu", "attention_backward_rows", qkv, headDim), grid, P(qkv), P(output), P(dOutput), b, t, heads, lse is null, lsePointer, P(delta));
         if (OnTensorCores(b, heads, headDim))
         {
-            TensorCoreLaunch("attention_backward_tc.cu", "attention_backward_dq_tc", b, t, heads, headDim, 2, (2, 1), 0, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
-            TensorCoreLaunch("attention_backward_tc.cu", "attention_backward_dkdv_tc", b, t, heads, headDim, 2, (2, 2), 2 * TensorCoreTile, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+            TensorCoreLaunch("attention_backward_tc.cu", "attention_backward_dq_tc", qkv, t, heads, headDim, 2, (2, 1), 0, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+            TensorCoreLaunch("attention_backward_tc.cu", "attention_backward_dkdv_tc", qkv, t, heads, headDim, 2, (2, 2), 2 * TensorCoreTile, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
             return;
         }
 
-        Launch(Attention("attention_backward.cu", "attention_backward_dq", headDim), grid, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
-        Launch(Attention("attention_backward.cu", "attention_backward_dkdv", headDim), grid, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+        Launch(Attention("attention_backward.cu", "attention_backward_dq", qkv, headDim), grid, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
+        Launch(Attention("attention_backward.cu", "attention_backward_dkdv", qkv, headDim), grid, P(qkv), P(dOutput), lsePointer, P(delta), b, t, heads, P(dQkv));
     }
 
     /// <summary>
-    /// A tensor-core attention kernel (attention_tc.cuh), TF32 or bf16 as the precision says: a block of 4 warps per
+    /// A tensor-core attention kernel (attention_tc.cuh), TF32 or bf16 as the precision says (bf16 too for bf16
+    /// activations, whose values bf16 products take exactly): a block of 4 warps per
     /// 64 rows of each (batch, head). Shared memory holds the kernel's staged tiles, <paramref name="tf32Tiles"/>
     /// of them in TF32 (one layout serves both products) or <paramref name="bf16Tiles"/> by rows and by columns in
     /// bf16, then <paramref name="extraFloats"/>.
     /// </summary>
-    private void TensorCoreLaunch(string file, string name, int batch, int tokens, int heads, int headDim, int tf32Tiles, (int Rows, int Columns) bf16Tiles, int extraFloats, params ReadOnlySpan<KernelArgument> arguments)
+    private void TensorCoreLaunch(string file, string name, Tensor qkv, int tokens, int heads, int headDim, int tf32Tiles, (int Rows, int Columns) bf16Tiles, int extraFloats, params ReadOnlySpan<KernelArgument> arguments)
     {
         // bf16 products need head dims in steps of 16 (mma m16n8k16); others take the TF32 kernels.
-        var bf16 = Backend.Precision == GemmPrecision.Bf16 && headDim % 16 == 0;
-        var kernel = bf16 ? Backend.Kernel(file, name, $"PC_HEAD_DIM={headDim}", "PC_BF16=1") : Attention(file, name, headDim);
+        var batch = qkv.Shape[0];
+        var bf16 = (Backend.Precision == GemmPrecision.Bf16 || qkv.DType == DType.BFloat16) && headDim % 16 == 0;
+        var kernel = bf16 ? Kernel(file, name, qkv, $"PC_HEAD_DIM={headDim}", "PC_BF16=1") : Attention(file, name, qkv, headDim);
         // Sizes in 4-byte words, as attention_tc.cuh lays the tiles out.
         var words = bf16
             ? (bf16Tiles.Rows * TensorCoreTile * ((headDim / 2) + 4)) + (bf16Tiles.Columns * headDim * ((TensorCoreTile / 2) + 4))
@@ -350,12 +373,12 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
         if (dCls.Tensor is not null)
         {
-            ColumnSums(P(dTokens), 1, b, d, (long)t * d, dCls);
+            ColumnSums(dTokens, 1, b, d, (long)t * d, dCls);
         }
 
         if (dPositions.Tensor is not null)
         {
-            ColumnSums(P(dTokens), 1, b, t * d, (long)t * d, dPositions);
+            ColumnSums(dTokens, 1, b, t * d, (long)t * d, dPositions);
         }
     }
 
@@ -465,11 +488,22 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         return Tensor.Empty(new Shape(checked((int)elements)), DType.Float32, context);
     }
 
-    private KernelFunction Attention(string file, string kernel, int headDim) =>
-        Backend.Kernel(file, kernel, $"PC_HEAD_DIM={headDim}");
+    private KernelFunction Attention(string file, string kernel, Tensor qkv, int headDim) =>
+        Kernel(file, kernel, qkv, $"PC_HEAD_DIM={headDim}");
 
     private void Run(string file, string kernel, Dim3 grid, params ReadOnlySpan<KernelArgument> arguments) =>
         context.Launch(Backend.Kernel(file, kernel), grid, new Dim3(Threads), 0, arguments);
+
+    /// <summary>A launch of a kernel whose activations (`act`) have <paramref name="activation"/>'s dtype.</summary>
+    private void Run(string file, string kernel, Tensor activation, Dim3 grid, params ReadOnlySpan<KernelArgument> arguments) =>
+        context.Launch(Kernel(file, kernel, activation), grid, new Dim3(Threads), 0, arguments);
+
+    /// <summary>The build of a kernel file whose activations (`act`) have <paramref name="activation"/>'s dtype: bf16 or float32.</summary>
+    private KernelFunction Kernel(string file, string kernel, Tensor activation, params string[] defines) =>
+        Backend.Kernel(file, kernel, activation.DType == DType.BFloat16 ? [.. defines, "PC_STORE_BF16=1"] : defines);
+
+    /// <summary>A GEMM matrix's type in cuBLAS's terms.</summary>
+    private static BlasType Blas(Tensor t) => t.DType == DType.BFloat16 ? BlasType.BFloat16 : BlasType.Float32;
 
     private void Launch(KernelFunction kernel, Dim3 grid, params ReadOnlySpan<KernelArgument> arguments) =>
         context.Launch(kernel, grid, new Dim3(Threads), 0, arguments);
@@ -482,7 +516,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     /// With an <paramref name="epilogue"/>, through cuBLASLt; false when it has no algorithm for the call (nothing
     /// issued). In cuBLAS's terms the bias vector runs along the rows of the swapped product, i.e. over our n.
     /// </remarks>
-    private bool Gemm(bool transA, bool transB, int m, int n, int k, float alpha, ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta, ulong c, long strideC, int batch, LtEpilogue? epilogue = null, ulong vector = 0, long vectorStride = 0)
+    private bool Gemm(bool transA, bool transB, int m, int n, int k, float alpha, ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta, ulong c, long strideC, int batch, (BlasType Operands, BlasType Output) types, LtEpilogue? epilogue = null, ulong vector = 0, long vectorStride = 0)
     {
         var call = new GemmCall(
             TransA: transB,
@@ -502,12 +536,15 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
             Ldc: Math.Max(n, 1),
             StrideC: strideC,
             Batch: batch,
-            Compute: Backend.Precision switch
+            // bf16 operands go to the tensor cores as they are, with float32 accumulation (CUBLAS_COMPUTE_32F).
+            Compute: types.Operands == BlasType.BFloat16 ? BlasCompute.Fp32 : Backend.Precision switch
             {
                 GemmPrecision.Tf32 => BlasCompute.Tf32,
                 GemmPrecision.Bf16 => BlasCompute.Bf16,
                 _ => BlasCompute.Fp32,
-            });
+            },
+            Operands: types.Operands,
+            Output: types.Output);
         if (epilogue is { } e)
         {
             return context.Gpu.GemmEpilogue(context.Blas, call, e, vector, vectorStride);
@@ -519,7 +556,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     /// <summary>out (+)= the column sums of the [rows, cols] matrix at <paramref name="x"/> whose rows are <paramref name="stride"/> floats apart.</summary>
     /// <summary>output[g, c] (+)= Σ over group g's <paramref name="groupRows"/> rows of x[r·stride + c] (one group: plain column sums).</summary>
-    private void ColumnSums(ulong x, int groups, int groupRows, int cols, long stride, GradOut output)
+    private void ColumnSums(Tensor x, int groups, int groupRows, int cols, long stride, GradOut output)
     {
         if (cols == 0)
         {
@@ -530,7 +567,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         using var partial = Temp((long)Math.Max(blocks * groups, 1) * cols);
         if (blocks > 0)
         {
-            context.Launch(Backend.Kernel("reductions.cu", "sum_rows_partial"), new Dim3((uint)((cols + 31) / 32), (uint)blocks, (uint)groups), new Dim3(32), 0, x, groupRows, cols, stride, rowsPerBlock, P(partial));
+            context.Launch(Kernel("reductions.cu", "sum_rows_partial", x), new Dim3((uint)((cols + 31) / 32), (uint)blocks, (uint)groups), new Dim3(32), 0, P(x), groupRows, cols, stride, rowsPerBlock, P(partial));
         }
 
         FinishColumnSums(partial, groups, blocks, cols, output);

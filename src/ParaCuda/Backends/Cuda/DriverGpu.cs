@@ -262,7 +262,7 @@ public sealed unsafe class DriverGpu : IGpu
 
     public bool GemmEpilogue(nint blas, in GemmCall gemm, LtEpilogue epilogue, ulong vector, long vectorStride)
     {
-        if (!CublasLt.IsAvailable)
+        if (!CublasLt.IsAvailable || !gemm.AllFloat32)
         {
             return false;
         }
@@ -278,7 +278,7 @@ public sealed unsafe class DriverGpu : IGpu
     public void Gemm(nint blas, in GemmCall gemm)
     {
         Current();
-        Cublas.GemmStridedBatched(blas, gemm.TransA, gemm.TransB, gemm.M, gemm.N, gemm.K, gemm.Alpha, gemm.A, gemm.Lda, gemm.StrideA, gemm.B, gemm.Ldb, gemm.StrideB, gemm.Beta, gemm.C, gemm.Ldc, gemm.StrideC, gemm.Batch, gemm.Compute);
+        Cublas.GemmStridedBatched(blas, gemm.TransA, gemm.TransB, gemm.M, gemm.N, gemm.K, gemm.Alpha, gemm.A, gemm.Lda, gemm.StrideA, gemm.B, gemm.Ldb, gemm.StrideB, gemm.Beta, gemm.C, gemm.Ldc, gemm.StrideC, gemm.Batch, gemm.Compute, gemm.Operands, gemm.Output);
     }
 
     /// <summary>cuBLAS's version, read through a handle.</summary>

@@ -59,7 +59,13 @@ public readonly record struct GemmCall(
     int Ldc,
     long StrideC,
     int Batch,
-    BlasCompute Compute);
+    BlasCompute Compute,
+    BlasType Operands = BlasType.Float32,
+    BlasType Output = BlasType.Float32)
+{
+    /// <summary>Whether every matrix is float32 (what the cuBLASLt epilogues take here).</summary>
+    public bool AllFloat32 => Operands == BlasType.Float32 && Output == BlasType.Float32;
+}
 
 /// <summary>
 /// One CUDA device as the CUDA backend drives it: the driver API and cuBLAS on a real GPU

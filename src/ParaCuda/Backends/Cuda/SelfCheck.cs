@@ -14,7 +14,7 @@ public sealed record SelfCheckResult(string Ops, double Error, double Tolerance)
 /// random inputs, forward and backward, on the device and on the CPU, compared by ‖device − cpu‖ / ‖cpu‖.
 /// Device outputs start as NaN, so an element a kernel leaves unwritten fails. GEMMs and attention (whose two
 /// products run on the tensor cores too) are held to TF32's rounding when the backend runs them in TF32,
-/// everything else to float32's (1e-5).
+/// everything else to float32's (1e-5); the ops on bf16 activations (mixed precision) to bf16's (1e-2).
 /// </summary>
 public static class SelfCheck
 {
@@ -75,6 +75,26 @@ public static class SelfCheck
                 var c3 = s.Out(3, 9, 7);
                 s.Ops.BatchedGemm(s.Random(3, 9, 11), s.Random(3, 11, 7), c3);
                 return [c1, c2, c3];
+            }),
+            ("bf16 activations: cast, GEMMs, GELU, dropout, attention", Bf16, s =>
+            {
+                var (x, bias) = (s.Low(s.Random(33, 40)), s.Random(24));
+                var (y, y16) = (s.Out(33, 24), s.OutLow(33, 24));
+                var w = s.Low(s.Random(24, 40));
+                s.Ops.Gemm(x, w, y, transB: true, bias: bias);
+                s.Ops.Gemm(x, w, y16, transB: true);
+                var (gelu, dx, dbias, dropped) = (s.OutLow(33, 40), s.OutLow(33, 40), s.Out(40), s.OutLow(33, 40));
+                var geluBias = s.Random(40);
+                s.Ops.BiasGelu(x, geluBias, gelu);
+                s.Ops.BiasGeluBackward(x, geluBias, s.Low(s.Random(33, 40)), dx, dbias);
+                s.Ops.Dropout(x, dropped, 0.25f, 123, 4);
+                var (dw, db) = (s.Out(24, 40), s.Out(24));
+                s.Ops.WeightGrad(y16, x, dw, db);
+                var qkv = s.Low(s.Random(2, 9, 3 * 2 * 32));
+                var (output, lse, dqkv) = (s.OutLow(2, 9, 64), s.Out(2, 2, 9), s.OutLow(2, 9, 3 * 2 * 32));
+                s.Ops.Attention(qkv, 2, output, lse);
+                s.Ops.AttentionBackward(qkv, output, s.Low(s.Random(2, 9, 64)), lse, 2, dqkv);
+                return [y, y16, gelu, dx, dbias, dropped, dw, db, output, lse, dqkv];
             }),
             ("column sums", Float32, s =>
             {
@@ -163,9 +183,12 @@ public static class SelfCheck
         return results;
     }
 
-    private static double[] Values(Tensor t) => t.DType == DType.Int32
-        ? t.ToArray<int>().Select(v => (double)v).ToArray()
-        : t.ToArray<float>().Select(v => (double)v).ToArray();
+    private static double[] Values(Tensor t) => t.DType switch
+    {
+        DType.Int32 => t.ToArray<int>().Select(v => (double)v).ToArray(),
+        DType.BFloat16 => t.ToArray<ushort>().Select(v => (double)BFloat16.ToSingle(v)).ToArray(),
+        _ => t.ToArray<float>().Select(v => (double)v).ToArray(),
+    };
 
     private static double RelativeError(double[] expected, double[] actual)
     {
@@ -217,6 +240,16 @@ public static class SelfCheck
         public Tensor Out(params int[] dims) => Tensor.Full(new Shape(dims), float.NaN, DType.Float32, context);
 
         public Tensor Out(DType dtype, params int[] dims) => Tensor.Full(new Shape(dims), -7, dtype, context);
+
+        public Tensor OutLow(params int[] dims) => Tensor.Full(new Shape(dims), float.NaN, DType.BFloat16, context);
+
+        /// <summary>x cast to bf16.</summary>
+        public Tensor Low(Tensor x)
+        {
+            var low = Tensor.Empty(x.Shape, DType.BFloat16, context);
+            Ops.Cast(x, low);
+            return low;
+        }
 
         private float[] Values(int[] dims, Func<double, float> map)
         {

@@ -496,7 +496,7 @@ public sealed unsafe class EmulatedGpu : IGpu
     public void Gemm(nint blas, in GemmCall gemm)
     {
         var call = gemm;
-        var text = $"cublasGemmStridedBatchedEx({(call.TransA ? "T" : "N")}{(call.TransB ? "T" : "N")}, m {call.M}, n {call.N}, k {call.K}, lda {call.Lda}, ldb {call.Ldb}, ldc {call.Ldc}, batch {call.Batch})";
+        var text = $"cublasGemmStridedBatchedEx({(call.TransA ? "T" : "N")}{(call.TransB ? "T" : "N")}, m {call.M}, n {call.N}, k {call.K}, lda {call.Lda}, ldb {call.Ldb}, ldc {call.Ldc}, batch {call.Batch}, {call.Operands} → {call.Output})";
         var s = Stream(((EmulatedBlas)s_handles[blas]).Stream, text);
         if (Captured(s, () => Gemm(blas, call)))
         {
@@ -532,6 +532,11 @@ public sealed unsafe class EmulatedGpu : IGpu
     /// <summary>cuBLASLt's bias and bias-gradient epilogues, always available here (ReferenceBlas computes them).</summary>
     public bool GemmEpilogue(nint blas, in GemmCall gemm, LtEpilogue epilogue, ulong vector, long vectorStride)
     {
+        if (!gemm.AllFloat32)
+        {
+            return false;
+        }
+
         var call = gemm;
         var text = $"cublasLtMatmul({(call.TransA ? "T" : "N")}{(call.TransB ? "T" : "N")}, m {call.M}, n {call.N}, k {call.K}, batch {call.Batch}, epilogue {epilogue})";
         var s = Stream(((EmulatedBlas)s_handles[blas]).Stream, text);

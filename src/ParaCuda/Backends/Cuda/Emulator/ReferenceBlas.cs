@@ -1,4 +1,5 @@
 using ParaCuda.Native;
+using ParaCuda.Tensors;
 
 namespace ParaCuda.Backends.Cuda.Emulator;
 
@@ -6,7 +7,8 @@ namespace ParaCuda.Backends.Cuda.Emulator;
 /// cuBLAS's strided-batched GEMM computed on the CPU with double accumulation, in cuBLAS's terms (column-major,
 /// transposes, leading dimensions, batch strides, alpha/beta with C not read when beta is 0), so the
 /// backend's mapping of row-major tensors onto cuBLAS is what gets checked. In TF32 or bf16 compute the inputs are
-/// first rounded to TF32 (10 mantissa bits) or bf16 (7), as the tensor cores read them.
+/// first rounded to TF32 (10 mantissa bits) or bf16 (7), as the tensor cores read them. Operands stored in bf16 are
+/// read exactly; a bf16 product is rounded once, to nearest even.
 /// </summary>
 internal static unsafe class ReferenceBlas
 {
@@ -45,7 +47,8 @@ internal static unsafe class ReferenceBlas
             'B' => (c.TransB ? c.N : c.K, c.TransB ? c.K : c.N, c.Ldb, c.StrideB),
             _ => (c.M, c.N, c.Ldc, c.StrideC),
         };
-        return rows == 0 || cols == 0 ? 0 : ((((c.Batch - 1) * stride) + ((long)(cols - 1) * ld) + rows) * sizeof(float));
+        var size = (operand == 'C' ? c.Output : c.Operands) == BlasType.BFloat16 ? sizeof(ushort) : sizeof(float);
+        return rows == 0 || cols == 0 ? 0 : ((((c.Batch - 1) * stride) + ((long)(cols - 1) * ld) + rows) * size);
     }
 
     /// <summary>Floats of the epilogue's vector the call reads or writes: M per batch for a bias, N for a bias gradient.</summary>
@@ -61,9 +64,9 @@ internal static unsafe class ReferenceBlas
     {
         for (var b = 0; b < c.Batch; b++)
         {
-            var a = (float*)c.A + (b * c.StrideA);
-            var bm = (float*)c.B + (b * c.StrideB);
-            var cm = (float*)c.C + (b * c.StrideC);
+            var a = new Operand(c.A, c.Operands, b * c.StrideA);
+            var bm = new Operand(c.B, c.Operands, b * c.StrideB);
+            var cm = new Operand(c.C, c.Output, b * c.StrideC);
             var v = (float*)vector + (b * vectorStride);
             var bias = epilogue == LtEpilogue.Bias ? v : null;
             if (epilogue == LtEpilogue.BiasGradientB)
@@ -113,10 +116,30 @@ internal static unsafe class ReferenceBlas
                         sum += row[l] * column[l];
                     }
 
-                    var target = cm + i + ((long)j * call.Ldc);
-                    *target = (float)((call.Alpha * sum) + (call.Beta == 0f ? 0.0 : call.Beta * (double)*target) + (bias is null ? 0.0 : bias[i]));
+                    var target = i + ((long)j * call.Ldc);
+                    cm[target] = (float)((call.Alpha * sum) + (call.Beta == 0f ? 0.0 : call.Beta * (double)cm[target]) + (bias is null ? 0.0 : bias[i]));
                 }
             });
+        }
+    }
+
+    /// <summary>A matrix in emulated memory, float32 or bf16, read and written as float32 (a bf16 write rounds to nearest even).</summary>
+    private readonly struct Operand(ulong address, BlasType type, long offset)
+    {
+        public float this[long i]
+        {
+            get => type == BlasType.BFloat16 ? BFloat16.ToSingle(((ushort*)address)[offset + i]) : ((float*)address)[offset + i];
+            set
+            {
+                if (type == BlasType.BFloat16)
+                {
+                    ((ushort*)address)[offset + i] = BFloat16.FromSingle(value);
+                }
+                else
+                {
+                    ((float*)address)[offset + i] = value;
+                }
+            }
         }
     }
 
