@@ -184,10 +184,13 @@ public abstract class OpsParityTests : CudaDeviceTests
         Same(gbc, bc, Tolerance, "batched, with a bias per batch entry");
     }
 
-    [TestCase(GemmPrecision.Tf32, false)]
-    [TestCase(GemmPrecision.Tf32, true)]
-    [TestCase(GemmPrecision.Bf16, true)]
-    public void The_hand_written_linear_gelu_kernel_matches_the_gemm_and_bias_gelu(GemmPrecision precision, bool grouped)
+    // Float32 activations in TF32 or bf16 products, and bf16 activations (mixed precision) into bf16 or float32 outputs.
+    [TestCase(GemmPrecision.Tf32, false, DType.Float32)]
+    [TestCase(GemmPrecision.Tf32, true, DType.Float32)]
+    [TestCase(GemmPrecision.Bf16, true, DType.Float32)]
+    [TestCase(GemmPrecision.Bf16, false, DType.BFloat16)]
+    [TestCase(GemmPrecision.Bf16, true, DType.BFloat16)]
+    public void The_hand_written_linear_kernels_match_the_library_path_and_the_cpu(GemmPrecision precision, bool grouped, DType activations)
     {
         if (!Backend.Gpu.Properties.HasTf32)
         {
@@ -197,30 +200,83 @@ public abstract class OpsParityTests : CudaDeviceTests
         // Ragged against every tile: 70 rows and 72 columns (tiles of 64), 40 inputs (chunks of 32).
         const int groups = 2, rows = 70, inFeatures = 40, outFeatures = 72;
         Shape Of(params int[] dims) => grouped ? new Shape([groups, .. dims]) : new Shape(dims);
-        var (x, w, bias) = (Rand.Tensor(Of(rows, inFeatures), 81), Rand.Tensor(Of(outFeatures, inFeatures), 82), Rand.Tensor(Of(outFeatures), 83));
-        var (product, y) = (Tensor.Empty(Of(rows, outFeatures)), Tensor.Empty(Of(rows, outFeatures)));
-        s_cpu.LinearGelu(x, w, bias, product, y);
+        Tensor Stored(Tensor t)
+        {
+            var stored = Tensor.Empty(t.Shape, activations);
+            s_cpu.Cast(t, stored);
+            return stored;
+        }
+
+        var (x, w, bias) = (Stored(Rand.Tensor(Of(rows, inFeatures), 81)), Stored(Rand.Tensor(Of(outFeatures, inFeatures), 82)), Rand.Tensor(Of(outFeatures), 83));
         using var cores = Open(precision, index: 2);
         var ctx = cores.DefaultContext;
-        Tensor On(Tensor t) => Tensor.FromArray(t.ToArray<float>(), t.Shape, ctx);
-        float[][] Run(bool handWritten)
+        Tensor On(Tensor t)
         {
-            cores.HandWrittenMlp = handWritten;
-            var (gp, gy) = (Tensor.Full(product.Shape, float.NaN, DType.Float32, ctx), Tensor.Full(y.Shape, float.NaN, DType.Float32, ctx));
-            ctx.Ops.LinearGelu(On(x), On(w), On(bias), gp, gy);
-            return [gp.ToArray<float>(), gy.ToArray<float>()];
+            var there = Tensor.Empty(t.Shape, t.DType, ctx);
+            ctx.Ops.CopyAcross(t, there);
+            return there;
         }
 
-        var (library, handWritten) = (Run(handWritten: false), Run(handWritten: true));
+        void Linear(Backends.Ops ops, Tensor input, Tensor weight, Tensor y)
+        {
+            if (grouped)
+            {
+                ops.BatchedGemm(input, weight, y, transB: true, bias: bias.Device == ops.Device ? bias : On(bias));
+            }
+            else
+            {
+                ops.Gemm(input, weight, y, transB: true, bias: bias.Device == ops.Device ? bias : On(bias));
+            }
+        }
+
+        // Each case: the kernel, its outputs' dtype, and how it runs on some ops with some inputs into outputs.
+        var cases = new List<(string Kernel, DType Output, int Outputs, Action<Backends.Ops, Tensor, Tensor, Tensor[]> Run)>
+        {
+            ("linear_gelu_tc", activations, 2, (ops, input, weight, o) => ops.LinearGelu(input, weight, bias.Device == ops.Device ? bias : On(bias), o[0], o[1])),
+            ("linear_bias_tc", activations, 1, (ops, input, weight, o) => Linear(ops, input, weight, o[0])),
+        };
+        if (activations == DType.BFloat16)
+        {
+            cases.Add(("linear_bias_tc", DType.Float32, 1, (ops, input, weight, o) => Linear(ops, input, weight, o[0])));
+        }
+
         var tolerance = precision == GemmPrecision.Bf16 ? 1e-2 : 2e-3;
-        foreach (var (result, what) in new[] { (library, "cuBLAS and bias_gelu"), (handWritten, "linear_gelu_tc") })
+        foreach (var (kernel, output, outputs, run) in cases)
         {
-            Close.Check(result[0], product.ToDoubles(), tolerance, $"{what}: product");
-            Close.Check(result[1], y.ToDoubles(), tolerance, $"{what}: gelu(product + bias)");
-        }
+            var what = $"{kernel} into {output}";
+            var cpu = Enumerable.Range(0, outputs).Select(_ => Tensor.Empty(Of(rows, outFeatures), output)).ToArray();
+            run(s_cpu, x, w, cpu);
+            double[][] Device(bool handWritten)
+            {
+                cores.HandWrittenLinear = handWritten;
+                var results = Enumerable.Range(0, outputs).Select(_ => Tensor.Full(Of(rows, outFeatures), float.NaN, output, ctx)).ToArray();
+                run(ctx.Ops, On(x), On(w), results);
+                return results.Select(Values).ToArray();
+            }
 
-        Assert.That(handWritten[0], Is.Not.EqualTo(library[0]), "the hand-written kernel ran (it sums in another order than the library)");
+            // A build of the kernel this case needs is loaded when the hand-written path runs, and only then.
+            int Builds() => cores.LoadedKernels.Count(k => k.Kernel == kernel);
+            var builds = Builds();
+            var library = Device(handWritten: false);
+            Assert.That(Builds(), Is.EqualTo(builds), $"{what}: the library path needs no hand-written kernel");
+            var handWritten = Device(handWritten: true);
+            Assert.That(Builds(), Is.EqualTo(builds + 1), $"{what} ran");
+            for (var i = 0; i < outputs; i++)
+            {
+                Close.Check(library[i], Values(cpu[i]), tolerance, $"{what}, the library path: output {i}");
+                Close.Check(handWritten[i], Values(cpu[i]), tolerance, $"{what}: output {i}");
+            }
+
+            if (output == DType.Float32)
+            {
+                Assert.That(handWritten[0].SequenceEqual(library[0]), Is.False, $"{what} sums in another order than the library");
+            }
+        }
     }
+
+    private static double[] Values(Tensor t) => t.DType == DType.BFloat16
+        ? t.ToArray<ushort>().Select(b => (double)BFloat16.ToSingle(b)).ToArray()
+        : t.ToDoubles();
 
     [TestCase(false)]
     [TestCase(true)]

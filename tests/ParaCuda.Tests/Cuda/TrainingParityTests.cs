@@ -88,6 +88,26 @@ public abstract class TrainingParityTests : CudaDeviceTests
         Assert.That(errors.Max(), Is.GreaterThan(1e-5), "bf16 rounding shows");
     }
 
+    [TestCase(GemmPrecision.Tf32)]
+    [TestCase(GemmPrecision.Bf16)]
+    public void Steps_on_the_hand_written_linear_kernels_keep_the_losses_within_rounding_of_the_cpu(GemmPrecision precision)
+    {
+        if (!Backend.Gpu.Properties.HasTf32)
+        {
+            Assert.Ignore($"{Backend.Gpu.Properties.Name} has no tensor cores for TF32 or bf16");
+        }
+
+        // Branches batched, so the kernels take their grouped form too; every forward linear runs on them.
+        var steps = new LpaSchedule().Passes(0, 1, 1, s_tiny.Branches).SelectMany(p => p.Steps).ToList();
+        using var cores = Open(precision, index: 2);
+        cores.HandWrittenLinear = true;
+        var device = StepSnapshots.Train(cores.DefaultContext, null, steps, batched: true);
+        var cpu = StepSnapshots.Train(CpuBackend.Instance.DefaultContext, null, steps, batched: true);
+        Assert.That(cores.LoadedKernels.Select(k => k.Kernel), Does.Contain("linear_gelu_tc").And.Contain("linear_bias_tc"));
+        var errors = device.Zip(cpu, (d, c) => Math.Abs(d.Loss - c.Loss) / Math.Abs(c.Loss)).ToList();
+        Assert.That(errors, Is.All.LessThanOrEqualTo(1e-2), "every step's loss");
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public void Mixed_precision_on_the_device_is_the_cpus_mixed_precision(bool batched)

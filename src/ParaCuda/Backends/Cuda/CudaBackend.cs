@@ -66,11 +66,13 @@ public sealed class CudaBackend : Backend
     public override bool MixedPrecision => Precision == GemmPrecision.Bf16;
 
     /// <summary>
-    /// Run the MLP's first layer (GEMM, bias, GELU) as one hand-written tensor-core kernel (linear_gelu_tc.cu, in TF32
-    /// or bf16 as the precision says; not in fp32) instead of cuBLAS and the bias+GELU kernel. Off: the library path until a GPU run times the
-    /// hand-written one faster (the perf harness's kernel suite compares both).
+    /// Run linear layers' forward GEMMs on the hand-written tensor-core kernels of linear_tc.cu (TF32, or bf16 under bf16
+    /// precision or for bf16 activations; not in fp32) instead of cuBLAS: the MLP's first layer with its bias and GELU in
+    /// the epilogue (instead of cuBLAS and the bias+GELU kernel), every other layer (the MLP's second among them) with its
+    /// bias. Off: the library path until a GPU run times the hand-written one faster (the perf harness's kernel suite
+    /// compares both).
     /// </summary>
-    public bool HandWrittenMlp { get; set; }
+    public bool HandWrittenLinear { get; set; }
 
     public KernelSources Sources { get; }
 
@@ -152,6 +154,9 @@ public sealed class CudaBackend : Backend
             }
         }
     }
+
+    /// <summary>The kernels loaded so far and the defines of each build (which path an op took, for tests).</summary>
+    internal IEnumerable<(string Kernel, string Defines)> LoadedKernels => _kernels.Keys.Select(k => (k.Kernel, k.Defines));
 
     /// <summary>Kernel <paramref name="kernel"/> of <paramref name="file"/>, compiled with <paramref name="defines"/> on first use.</summary>
     internal KernelFunction Kernel(string file, string kernel, params string[] defines)

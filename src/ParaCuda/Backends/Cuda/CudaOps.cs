@@ -133,6 +133,12 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
+        if (!transA && transB && alpha == 1f && beta == 0f && HandWrittenLinear(a.Shape[0]))
+        {
+            LinearOnTensorCores("linear_bias_tc", a, b, bias, c, P(c));
+            return;
+        }
+
         var (m, k) = transA ? (a.Shape[1], a.Shape[0]) : (a.Shape[0], a.Shape[1]);
         // A bias goes into C before cuBLAS adds the product: a bf16 C would round the sum twice, so it takes float32.
         if (bias is not null && OnFloat32([c], [0], t => GemmCore(a, b, t[0]!, transA, transB, alpha, beta, bias)))
@@ -158,6 +164,12 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
+        if (!transA && transB && alpha == 1f && beta == 0f && HandWrittenLinear(a.Shape[1]))
+        {
+            LinearOnTensorCores("linear_bias_tc", a, b, bias, c, P(c));
+            return;
+        }
+
         var (m, k) = transA ? (a.Shape[2], a.Shape[1]) : (a.Shape[1], a.Shape[2]);
         if (bias is not null && OnFloat32([c], [0], t => BatchedGemmCore(a, b, t[0]!, transA, transB, alpha, beta, bias)))
         {
@@ -182,17 +194,31 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void LinearGeluCore(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
     {
-        var (groups, outFeatures, inFeatures) = weight.Rank == 3 ? (weight.Shape[0], weight.Shape[1], weight.Shape[2]) : (1, weight.Shape[0], weight.Shape[1]);
-        var rows = checked((int)(x.NumElements / groups / inFeatures));
-        if (!Backend.HandWrittenMlp || Backend.Precision == GemmPrecision.Fp32 || x.DType != DType.Float32 || (rows + 63) / 64 > 65535)
+        if (HandWrittenLinear(x.Shape[-2]))
         {
-            base.LinearGeluCore(x, weight, bias, product, y);
+            LinearOnTensorCores("linear_gelu_tc", x, weight, bias, product, P(product), P(y));
             return;
         }
 
-        var kernel = Backend.Precision == GemmPrecision.Bf16 ? Backend.Kernel("linear_gelu_tc.cu", "linear_gelu_tc", "PC_BF16=1") : Backend.Kernel("linear_gelu_tc.cu", "linear_gelu_tc");
+        base.LinearGeluCore(x, weight, bias, product, y);
+    }
+
+    /// <summary>Whether a linear layer's forward over <paramref name="rows"/> rows (per group) runs on linear_tc.cu: chosen, on tensor cores, a grid in range.</summary>
+    private bool HandWrittenLinear(int rows) => Backend.HandWrittenLinear && Backend.Precision != GemmPrecision.Fp32 && (rows + 63) / 64 <= 65535;
+
+    /// <summary>
+    /// One of linear_tc.cu's kernels on x [rows, in] (or [G, rows, in]) and weight [out, in] (or [G, out, in]): bf16
+    /// products under bf16 precision or for bf16 activations, else TF32; float32 outputs from bf16 operands where
+    /// <paramref name="output"/> is float32.
+    /// </summary>
+    private void LinearOnTensorCores(string kernel, Tensor x, Tensor weight, Tensor? bias, Tensor output, params ReadOnlySpan<KernelArgument> outputs)
+    {
+        var (groups, outFeatures, inFeatures) = weight.Rank == 3 ? (weight.Shape[0], weight.Shape[1], weight.Shape[2]) : (1, weight.Shape[0], weight.Shape[1]);
+        var rows = x.Shape[-2];
+        var bf16 = Backend.Precision == GemmPrecision.Bf16 || x.DType == DType.BFloat16;
+        string[] defines = [.. bf16 ? ["PC_BF16=1"] : Array.Empty<string>(), .. x.DType != output.DType ? ["PC_OUTPUT_F32=1"] : Array.Empty<string>()];
         var grid = new Dim3((uint)((outFeatures + 63) / 64), (uint)((rows + 63) / 64), (uint)groups);
-        context.Launch(kernel, grid, new Dim3(128), 0, P(x), P(weight), P(bias), rows, inFeatures, outFeatures, P(product), P(y));
+        context.Launch(Kernel("linear_tc.cu", kernel, x, defines), grid, new Dim3(128), 0, [P(x), P(weight), P(bias), rows, inFeatures, outFeatures, .. outputs]);
     }
 
     protected override void WeightGradCore(Tensor dy, Tensor x, GradOut dw, GradOut dbias)
