@@ -2,11 +2,15 @@
 //
 //   linear_gelu_tc:  product[r, c] = Σ_k x[r, k] · w[c, k]      y[r, c] = gelu(product[r, c] + bias[c])
 //   linear_bias_tc:  y[r, c] = Σ_k x[r, k] · w[c, k] + bias[c]
+//   linear_dgelu_tc: dpre[r, c] = (Σ_k dy[r, k] · w[k, c]) · keep(r, c) / (1 − p) · gelu'(pre[r, c] + bias[c])
 //
 // (bias may be null). linear_gelu_tc is the MLP's first layer with the same two outputs as a GEMM followed by
 // bias_gelu_forward (backward keeps the product); linear_bias_tc any other layer's forward (the MLP's second).
-// With groups (branches batched), group z has its own x [rows, in], w [out, in], bias [out] and outputs, one after
-// another. Products in TF32 (mma m16n8k8) or, compiled with PC_BF16, bf16 (mma m16n8k16); float32 accumulation.
+// linear_dgelu_tc is the MLP's backward from the second layer's output gradient dy [rows, in] and weight w [in, out]
+// back through the dropout (keep from philox.cuh, element r·out + c of the group's [rows, out]; p = 0: none) and the
+// GELU to the first layer's product: the GEMM, dropout's backward and bias_gelu_backward in one pass, the bias
+// gradient then summed from dpre by reductions.cu. With groups (branches batched), group z has its own x (dy),
+// w, bias and outputs, one after another; the dropout's element index runs on across groups. Products in TF32 (mma m16n8k8) or, compiled with PC_BF16, bf16 (mma m16n8k16); float32 accumulation.
 // x, w, product and y are activations (`act`: float32, or bf16 built with -DPC_STORE_BF16=1); with
 // -DPC_OUTPUT_F32=1 as well, y (and product) are float32 from bf16 operands, as a layer feeding the float32 residual.
 // A block computes a 64×64 tile of one group, a warp 16 rows × 64 columns (8 accumulators); the inner dimension
@@ -14,7 +18,7 @@
 // pairs (rows of 16 + 4 words), so a fragment read by the 32 lanes touches 32 banks. Everything past the edges
 // is zeros.
 // Launch: grid (ceil(out / 64), ceil(rows / 64), groups), block 128.
-#include "common.cuh"
+#include "philox.cuh"
 
 #define LT_TILE 64
 #define LT_CHUNK 32
@@ -31,9 +35,13 @@ typedef float lt_out;
 typedef act lt_out;
 #endif
 
-// acc (this warp's 16 rows × the block's 64 columns) = x · wᵀ for the block's tile of one group.
+// acc (this warp's 16 rows × the block's 64 columns) = x · wᵀ for the block's tile of one group, w stored [out, in]
+// (or x · w with w stored [in, out] when W_IN_OUT).
+template <bool W_IN_OUT>
 __device__ __forceinline__ void lt_tile_product(float (&acc)[LT_TILE / 8][4], const act* __restrict__ x, const act* __restrict__ w, int rows, int in, int out, int row0, int col0)
 {
+    // Element (c, k) of wᵀ's tile, as stored.
+    auto w_at = [&](int c, int k) { return load_act(W_IN_OUT ? w + (long long)k * out + c : w + (long long)c * in + k); };
     __shared__ LtOperand xs[LT_TILE * LT_STRIDE];
     __shared__ LtOperand ws[LT_TILE * LT_STRIDE];
     const int warp = threadIdx.x / PC_WARP;
@@ -47,13 +55,10 @@ __device__ __forceinline__ void lt_tile_product(float (&acc)[LT_TILE / 8][4], co
         {
             const int r = e / (LT_CHUNK / 2);
             const int k = k0 + 2 * (e % (LT_CHUNK / 2));
-            auto pair = [&](const act* m, int row, int limit)
-            {
-                const act* p = m + (long long)row * in + k;
-                return row < limit ? pack_bf16x2(k < in ? load_act(p) : 0.0f, k + 1 < in ? load_act(p + 1) : 0.0f) : 0u;
-            };
-            xs[r * LT_STRIDE + e % (LT_CHUNK / 2)] = pair(x, row0 + r, rows);
-            ws[r * LT_STRIDE + e % (LT_CHUNK / 2)] = pair(w, col0 + r, out);
+            const act* xr = x + (long long)(row0 + r) * in + k;
+            xs[r * LT_STRIDE + e % (LT_CHUNK / 2)] = row0 + r < rows ? pack_bf16x2(k < in ? load_act(xr) : 0.0f, k + 1 < in ? load_act(xr + 1) : 0.0f) : 0u;
+            const int c = col0 + r;
+            ws[r * LT_STRIDE + e % (LT_CHUNK / 2)] = c < out ? pack_bf16x2(k < in ? w_at(c, k) : 0.0f, k + 1 < in ? w_at(c, k + 1) : 0.0f) : 0u;
         }
         __syncthreads();
 #pragma unroll
@@ -76,7 +81,7 @@ __device__ __forceinline__ void lt_tile_product(float (&acc)[LT_TILE / 8][4], co
             const int k = e % LT_CHUNK;
             const bool inside = k0 + k < in;
             xs[r * LT_STRIDE + k] = inside && row0 + r < rows ? to_tf32(load_act(x + (long long)(row0 + r) * in + k0 + k)) : 0.0f;
-            ws[r * LT_STRIDE + k] = inside && col0 + r < out ? to_tf32(load_act(w + (long long)(col0 + r) * in + k0 + k)) : 0.0f;
+            ws[r * LT_STRIDE + k] = inside && col0 + r < out ? to_tf32(w_at(col0 + r, k0 + k)) : 0.0f;
         }
         __syncthreads();
 #pragma unroll
@@ -129,7 +134,7 @@ extern "C" __global__ void __launch_bounds__(128) linear_gelu_tc(const act* __re
     const int row0 = blockIdx.y * LT_TILE;
     const int col0 = blockIdx.x * LT_TILE;
     float acc[LT_TILE / 8][4] = {};
-    lt_tile_product(acc, x, w, rows, in, out, row0, col0);
+    lt_tile_product<false>(acc, x, w, rows, in, out, row0, col0);
     // GELU reads the product as stored, so the output is the bias_gelu_forward of what backward will see.
     lt_epilogue(acc, rows, out, row0, col0, [&](long long o, int c, float v)
     {
@@ -150,6 +155,32 @@ extern "C" __global__ void __launch_bounds__(128) linear_bias_tc(const act* __re
     const int row0 = blockIdx.y * LT_TILE;
     const int col0 = blockIdx.x * LT_TILE;
     float acc[LT_TILE / 8][4] = {};
-    lt_tile_product(acc, x, w, rows, in, out, row0, col0);
+    lt_tile_product<false>(acc, x, w, rows, in, out, row0, col0);
     lt_epilogue(acc, rows, out, row0, col0, [&](long long o, int c, float v) { store_act(y + o, bias ? v + bias[c] : v); });
+}
+
+extern "C" __global__ void __launch_bounds__(128) linear_dgelu_tc(const act* __restrict__ dy, const act* __restrict__ w, const act* __restrict__ pre, const float* __restrict__ bias,
+                                                                  int rows, int in, int out, float p, unsigned long long seed, unsigned long long offset,
+                                                                  const unsigned int* __restrict__ offset_base, act* __restrict__ dpre)
+{
+    const long long group = blockIdx.z;
+    const long long first = group * rows * out; // the group's first element in the dropout's numbering
+    dy += group * rows * in;
+    w += group * in * out;
+    bias = bias ? bias + group * out : nullptr;
+    pre += first;
+    dpre += first;
+    if (offset_base != nullptr)
+        offset += (unsigned long long)offset_base[0] | ((unsigned long long)offset_base[1] << 32);
+    const float scale = 1.0f / (1.0f - p);
+    const int row0 = blockIdx.y * LT_TILE;
+    const int col0 = blockIdx.x * LT_TILE;
+    float acc[LT_TILE / 8][4] = {};
+    lt_tile_product<true>(acc, dy, w, rows, in, out, row0, col0);
+    lt_epilogue(acc, rows, out, row0, col0, [&](long long o, int c, float v)
+    {
+        const float kept = p > 0.0f ? (dropout_keeps(seed, offset, first + o, p) ? v * scale : 0.0f) : v;
+        const float x = load_act(pre + o);
+        store_act(dpre + o, kept * gelu_grad(bias ? x + bias[c] : x));
+    });
 }

@@ -35,9 +35,10 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
             }
         }
 
-        // The MLP's two forward layers, cuBLAS (fc1 then the bias+GELU kernel) against the hand-written tensor-core
-        // kernels (TF32 or bf16; fc1 with bias and GELU in its epilogue, fc2 with its bias). fc2's output is float32, as
-        // it joins the residual stream.
+        // The MLP's two forward layers and its backward from fc2 to fc1's product, cuBLAS (with the bias+GELU, dropout
+        // and bias+GELU backward kernels) against the hand-written tensor-core kernels (TF32 or bf16; fc1 with bias and
+        // GELU in its epilogue, fc2 with its bias, the backward with dropout and GELU's derivative in its epilogue).
+        // fc2's output is float32, as it joins the residual stream.
         if (context.Backend is Backends.Cuda.CudaBackend { Precision: not Backends.Cuda.GemmPrecision.Fp32 } cuda)
         {
             foreach (var (label, handWritten) in new[] { ("cuBLAS", false), ("hand-written", true) })
@@ -56,6 +57,12 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
                     var (weight, bias) = (Activation(new Shape(w.Dim, w.Mlp), i + 30), Random(new Shape(w.Dim), i + 40));
                     var y = Tensor.Empty(new Shape(rows, w.Dim), DType.Float32, context);
                     return () => ops.Gemm(x, weight, y, transB: true, bias: bias);
+                });
+                Compute($"MLP backward fc2→dropout→GELU, {label}", $"{rows}×{w.Mlp}×{w.Dim}", 2.0 * rows * w.Mlp * w.Dim, gemmGflops, i =>
+                {
+                    var (dy, weight, pre) = (Activation(new Shape(rows, w.Dim), i), Activation(new Shape(w.Dim, w.Mlp), i + 30), Activation(new Shape(rows, w.Mlp), i + 50));
+                    var (bias, dbias, dpre) = (Random(new Shape(w.Mlp), i + 40), Tensor.Empty(new Shape(w.Mlp), DType.Float32, context), Empty(new Shape(rows, w.Mlp)));
+                    return () => ops.LinearGeluBackward(dy, weight, pre, bias, 0.1f, 1, 2, null, dpre, dbias);
                 });
             }
 

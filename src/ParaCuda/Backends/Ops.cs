@@ -322,6 +322,52 @@ public abstract class Ops
     }
 
     /// <summary>
+    /// The MLP's backward from its second layer's output gradient to its first layer's product: for
+    /// y = dropout(gelu(pre + bias))·wᵀ, with dropout as <see cref="Dropout"/> draws it (p, seed, offset, offsetBase;
+    /// none for p = 0), dpre = (dy·w) ∘ keep/(1 − p) ∘ gelu'(pre + bias) and dbias (+)= Σ over the rows of dpre.
+    /// dy [rows, in] and w [in, out] (the second layer's weight as stored) share a dtype, as pre and dpre [rows, out]
+    /// do; bias [out] or null. With dy [G, rows, in], w [G, in, out], bias [G, out], pre and dpre [G, rows, out], each
+    /// group on its own, the dropout's element index running on across groups. The same as <see cref="Gemm"/> (in
+    /// float32), <see cref="Dropout"/> and <see cref="BiasGeluBackward"/>, which is how it runs unless a backend fuses
+    /// them (the CUDA backend's hand-written kernel, when chosen).
+    /// </summary>
+    public void LinearGeluBackward(Tensor dy, Tensor weight, Tensor pre, Tensor? bias, float p, ulong seed, ulong offset, Tensor? offsetBase, Tensor dPre, GradOut dbias)
+    {
+        ArgumentNullException.ThrowIfNull(dy);
+        ArgumentNullException.ThrowIfNull(weight);
+        ArgumentNullException.ThrowIfNull(pre);
+        ArgumentNullException.ThrowIfNull(dPre);
+        var c = Check(nameof(LinearGeluBackward));
+        c.Activation("dy", dy);
+        c.Activation("weight", weight, dy, "dy");
+        c.Activation("pre", pre);
+        c.Activation("dpre", dPre, pre, "pre");
+        var grouped = weight.Rank == 3;
+        c.That(weight.Rank is 2 or 3 && dy.Rank == weight.Rank && dy.Shape[-1] == weight.Shape[-2] && (!grouped || dy.Shape[0] == weight.Shape[0]),
+            $"dy {dy.Shape} does not fit weight {weight.Shape} (expected [rows, in] with [in, out], or [G, rows, in] with [G, in, out])");
+        var dims = dy.Shape.AsSpan().ToArray();
+        dims[^1] = weight.Shape[-1];
+        c.Shape("pre", pre, new Shape(dims), $"dy {dy.Shape} · weight {weight.Shape}");
+        c.SameShape("dpre", dPre, "pre", pre);
+        CheckBias(c, pre, bias);
+        c.That(p >= 0f && p < 1f, $"p must be in [0, 1), got {p}");
+        if (offsetBase is not null)
+        {
+            c.Tensor("offsetBase", offsetBase, DType.Int32);
+            c.That(offsetBase.NumElements == 2, $"offsetBase must be [2] (low and high words), got {offsetBase.Shape}");
+        }
+
+        c.That(dbias.Tensor is null || bias is not null, "dbias given without bias");
+        if (dbias.Tensor is { } db)
+        {
+            c.Tensor("dbias", db);
+            c.SameShape("dbias", db, "bias", bias!);
+        }
+
+        LinearGeluBackwardCore(dy, weight, pre, bias, p, seed, offset, offsetBase, dPre, dbias);
+    }
+
+    /// <summary>
     /// A linear layer's parameter gradients from its output gradient dy [rows, out] and input x [rows, in]:
     /// dw [out, in] (+)= dyᵀ·x and dbias [out] (+)= Σ over the rows of dy. With dy [G, rows, out] and x [G, rows, in]
     /// (branches batched), dw is [G, out, in] and dbias [G, out], each group on its own. Either output may be
@@ -810,6 +856,45 @@ public abstract class Ops
         }
 
         BiasGeluCore(product, bias, y);
+    }
+
+    /// <summary>The GEMM into float32, dropout's backward, then bias and GELU's backward: backends that fuse them override this.</summary>
+    protected virtual void LinearGeluBackwardCore(Tensor dy, Tensor weight, Tensor pre, Tensor? bias, float p, ulong seed, ulong offset, Tensor? offsetBase, Tensor dPre, GradOut dbias)
+    {
+        // dy·w stays float32 however pre is stored, as in a fused kernel: dpre is rounded once.
+        Tensor through;
+        using (TensorScope.Unscoped())
+        {
+            through = Tensor.Empty(pre.Shape, DType.Float32, pre.Context);
+        }
+
+        using (through)
+        {
+            if (weight.Rank == 3)
+            {
+                BatchedGemmCore(dy, weight, through, transA: false, transB: false, 1f, 0f, null);
+            }
+            else
+            {
+                GemmCore(dy, weight, through, transA: false, transB: false, 1f, 0f, null);
+            }
+
+            if (p > 0f)
+            {
+                DropoutCore(through, through, p, seed, offset, offsetBase);
+            }
+
+            if (!OnFloat32([pre, dPre], [1], t => BiasGeluBackwardCore(t[0]!, bias, through, t[1]!, GradOut.None)))
+            {
+                BiasGeluBackwardCore(pre, bias, through, dPre, dbias);
+                return;
+            }
+        }
+
+        if (dbias.Tensor is not null)
+        {
+            SumRowsCore(dPre, dbias);
+        }
     }
 
     /// <summary>The weight-gradient GEMM, then the bias gradient's column sums: backends that fuse them override this.</summary>

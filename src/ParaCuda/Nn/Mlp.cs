@@ -3,7 +3,10 @@ using ParaCuda.Tensors;
 
 namespace ParaCuda.Nn;
 
-/// <summary>Linear → GELU → Dropout → Linear → Dropout; the first linear, its bias and the GELU are one op (F.LinearGelu).</summary>
+/// <summary>
+/// Linear → GELU → Dropout → Linear → Dropout: the first four as <see cref="F.Mlp"/> (the first linear, its bias and
+/// the GELU one op forward; the second linear, the dropout and the GELU one op backward).
+/// </summary>
 public sealed class Mlp : Module
 {
     private readonly float _dropout;
@@ -28,8 +31,7 @@ public sealed class Mlp : Module
     public Tensor Forward(Tensor x, Tensor fc1Weight, Tensor? fc1Bias, Tensor fc2Weight, Tensor? fc2Bias)
     {
         // Under mixed precision the hidden layer stays bf16 (it only feeds fc2); the output joins the float32 residual.
-        var hidden = F.LinearGelu(x, fc1Weight, fc1Bias, Autocast.ActivationType);
-        hidden = F.Dropout(hidden, _dropout, _generator, Training);
-        return F.Dropout(F.Linear(hidden, fc2Weight, fc2Bias), _dropout, _generator, Training);
+        var y = F.Mlp(x, fc1Weight, fc1Bias, fc2Weight, fc2Bias, _dropout, _generator, Training, Autocast.ActivationType);
+        return F.Dropout(y, _dropout, _generator, Training);
     }
 }

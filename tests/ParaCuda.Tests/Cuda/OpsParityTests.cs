@@ -200,22 +200,10 @@ public abstract class OpsParityTests : CudaDeviceTests
         // Ragged against every tile: 70 rows and 72 columns (tiles of 64), 40 inputs (chunks of 32).
         const int groups = 2, rows = 70, inFeatures = 40, outFeatures = 72;
         Shape Of(params int[] dims) => grouped ? new Shape([groups, .. dims]) : new Shape(dims);
-        Tensor Stored(Tensor t)
-        {
-            var stored = Tensor.Empty(t.Shape, activations);
-            s_cpu.Cast(t, stored);
-            return stored;
-        }
-
-        var (x, w, bias) = (Stored(Rand.Tensor(Of(rows, inFeatures), 81)), Stored(Rand.Tensor(Of(outFeatures, inFeatures), 82)), Rand.Tensor(Of(outFeatures), 83));
+        var (x, w, bias) = (Stored(Rand.Tensor(Of(rows, inFeatures), 81), activations), Stored(Rand.Tensor(Of(outFeatures, inFeatures), 82), activations), Rand.Tensor(Of(outFeatures), 83));
         using var cores = Open(precision, index: 2);
         var ctx = cores.DefaultContext;
-        Tensor On(Tensor t)
-        {
-            var there = Tensor.Empty(t.Shape, t.DType, ctx);
-            ctx.Ops.CopyAcross(t, there);
-            return there;
-        }
+        Tensor On(Tensor t) => OnContext(t, ctx);
 
         void Linear(Backends.Ops ops, Tensor input, Tensor weight, Tensor y)
         {
@@ -272,6 +260,70 @@ public abstract class OpsParityTests : CudaDeviceTests
                 Assert.That(handWritten[0].SequenceEqual(library[0]), Is.False, $"{what} sums in another order than the library");
             }
         }
+    }
+
+    [TestCase(GemmPrecision.Tf32, false, DType.Float32)]
+    [TestCase(GemmPrecision.Tf32, true, DType.Float32)]
+    [TestCase(GemmPrecision.Bf16, false, DType.BFloat16)]
+    [TestCase(GemmPrecision.Bf16, true, DType.BFloat16)]
+    public void The_hand_written_mlp_backward_matches_the_library_path_and_the_cpu(GemmPrecision precision, bool grouped, DType activations)
+    {
+        if (!Backend.Gpu.Properties.HasTf32)
+        {
+            Assert.Ignore($"{Backend.Gpu.Properties.Name} has no TF32 tensor cores");
+        }
+
+        // dpre = (dy·W2) ∘ dropout ∘ gelu'(pre + b1) for the MLP's second layer [72 → 40 here]: ragged tiles, a
+        // dropout whose offset partly lives on the device, the bias gradient accumulated.
+        const int groups = 2, rows = 70, inFeatures = 72, outFeatures = 40;
+        Shape Of(params int[] dims) => grouped ? new Shape([groups, .. dims]) : new Shape(dims);
+        var (dy, w, pre) = (Stored(Rand.Tensor(Of(rows, inFeatures), 91), activations), Stored(Rand.Tensor(Of(inFeatures, outFeatures), 92), activations), Stored(Rand.Tensor(Of(rows, outFeatures), 93, scale: 3), activations));
+        var (bias, dbias, offsetBase) = (Rand.Tensor(Of(outFeatures), 94), Rand.Tensor(Of(outFeatures), 95), Tensor.FromArray([5, 0], new Shape(2)));
+        var dpre = Tensor.Empty(pre.Shape, activations);
+        s_cpu.LinearGeluBackward(dy, w, pre, bias, 0.3f, 99UL, 4UL, offsetBase, dpre, new GradOut(dbias, Accumulate: true));
+
+        using var cores = Open(precision, index: 2);
+        var ctx = cores.DefaultContext;
+        Tensor On(Tensor t) => OnContext(t, ctx);
+
+        var initialBias = Rand.Tensor(Of(outFeatures), 95);
+        (double[] Dpre, double[] Dbias) Device(bool handWritten)
+        {
+            cores.HandWrittenLinear = handWritten;
+            var (gdpre, gdbias) = (Tensor.Full(pre.Shape, float.NaN, activations, ctx), On(initialBias));
+            ctx.Ops.LinearGeluBackward(On(dy), On(w), On(pre), On(bias), 0.3f, 99UL, 4UL, On(offsetBase), gdpre, new GradOut(gdbias, Accumulate: true));
+            return (Values(gdpre), Values(gdbias));
+        }
+
+        int Builds() => cores.LoadedKernels.Count(k => k.Kernel == "linear_dgelu_tc");
+        var library = Device(handWritten: false);
+        Assert.That(Builds(), Is.Zero, "the library path needs no hand-written kernel");
+        var handWritten = Device(handWritten: true);
+        Assert.That(Builds(), Is.EqualTo(1), "linear_dgelu_tc ran");
+        var tolerance = precision == GemmPrecision.Bf16 ? 1e-2 : 2e-3;
+        foreach (var (result, what) in new[] { (library, "GEMM, dropout and bias_gelu_backward"), (handWritten, "linear_dgelu_tc") })
+        {
+            Close.Check(result.Dpre, Values(dpre), tolerance, $"{what}: dpre");
+            Close.Check(result.Dbias, Values(dbias), tolerance, $"{what}: dbias, accumulated");
+        }
+
+        Assert.That(handWritten.Dpre.Select(v => v == 0), Is.EqualTo(Values(dpre).Select(v => v == 0)), "the dropout mask: zeros where the CPU's are");
+    }
+
+    /// <summary>A CPU tensor stored as <paramref name="dtype"/>.</summary>
+    private static Tensor Stored(Tensor t, DType dtype)
+    {
+        var stored = Tensor.Empty(t.Shape, dtype);
+        s_cpu.Cast(t, stored);
+        return stored;
+    }
+
+    /// <summary>A copy of <paramref name="t"/> on <paramref name="ctx"/>, of its dtype.</summary>
+    private static Tensor OnContext(Tensor t, ComputeContext ctx)
+    {
+        var there = Tensor.Empty(t.Shape, t.DType, ctx);
+        ctx.Ops.CopyAcross(t, there);
+        return there;
     }
 
     private static double[] Values(Tensor t) => t.DType == DType.BFloat16

@@ -69,8 +69,9 @@ public sealed class CudaBackend : Backend
     /// Run linear layers' forward GEMMs on the hand-written tensor-core kernels of linear_tc.cu (TF32, or bf16 under bf16
     /// precision or for bf16 activations; not in fp32) instead of cuBLAS: the MLP's first layer with its bias and GELU in
     /// the epilogue (instead of cuBLAS and the bias+GELU kernel), every other layer (the MLP's second among them) with its
-    /// bias. Off: the library path until a GPU run times the hand-written one faster (the perf harness's kernel suite
-    /// compares both).
+    /// bias; and the MLP's backward from the second layer to the first one's product (<see cref="Ops.LinearGeluBackward"/>)
+    /// with dropout and GELU's derivative in the epilogue. Off: the library path until a GPU run times the hand-written
+    /// one faster (the perf harness's kernel suite compares both).
     /// </summary>
     public bool HandWrittenLinear { get; set; }
 

@@ -203,6 +203,26 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         base.LinearGeluCore(x, weight, bias, product, y);
     }
 
+    protected override void LinearGeluBackwardCore(Tensor dy, Tensor weight, Tensor pre, Tensor? bias, float p, ulong seed, ulong offset, Tensor? offsetBase, Tensor dPre, GradOut dbias)
+    {
+        // The hand-written kernel reads one activation type: dy and pre of the same dtype.
+        if (!HandWrittenLinear(dy.Shape[-2]) || dy.DType != pre.DType)
+        {
+            base.LinearGeluBackwardCore(dy, weight, pre, bias, p, seed, offset, offsetBase, dPre, dbias);
+            return;
+        }
+
+        var (groups, inFeatures, outFeatures) = weight.Rank == 3 ? (weight.Shape[0], weight.Shape[1], weight.Shape[2]) : (1, weight.Shape[0], weight.Shape[1]);
+        var rows = dy.Shape[-2];
+        var kernel = Backend.Precision == GemmPrecision.Bf16 || dy.DType == DType.BFloat16 ? Kernel("linear_tc.cu", "linear_dgelu_tc", dy, "PC_BF16=1") : Kernel("linear_tc.cu", "linear_dgelu_tc", dy);
+        var grid = new Dim3((uint)((outFeatures + 63) / 64), (uint)((rows + 63) / 64), (uint)groups);
+        context.Launch(kernel, grid, new Dim3(128), 0, P(dy), P(weight), P(pre), P(bias), rows, inFeatures, outFeatures, p, seed, offset, P(offsetBase), P(dPre));
+        if (dbias.Tensor is not null)
+        {
+            ColumnSums(dPre, groups, rows, outFeatures, outFeatures, dbias);
+        }
+    }
+
     /// <summary>Whether a linear layer's forward over <paramref name="rows"/> rows (per group) runs on linear_tc.cu: chosen, on tensor cores, a grid in range.</summary>
     private bool HandWrittenLinear(int rows) => Backend.HandWrittenLinear && Backend.Precision != GemmPrecision.Fp32 && (rows + 63) / 64 <= 65535;
 
