@@ -8,8 +8,9 @@
 // bias_gelu_forward (backward keeps the product); linear_bias_tc any other layer's forward (the MLP's second).
 // linear_dgelu_tc is the MLP's backward from the second layer's output gradient dy [rows, in] and weight w [in, out]
 // back through the dropout (keep from philox.cuh, element r·out + c of the group's [rows, out]; p = 0: none) and the
-// GELU to the first layer's product: the GEMM, dropout's backward and bias_gelu_backward in one pass, the bias
-// gradient then summed from dpre by reductions.cu. With groups (branches batched), group z has its own x (dy),
+// GELU to the first layer's product: the GEMM, dropout's backward and bias_gelu_backward in one pass. With
+// bias_partial, each block also writes the column sums of its 64 rows of dpre (as stored) where sum_rows_partial
+// would, [group, row block, out], for sum_rows_finish to complete the bias gradient. With groups (branches batched), group z has its own x (dy),
 // w, bias and outputs, one after another; the dropout's element index runs on across groups. Products in TF32 (mma m16n8k8) or, compiled with PC_BF16, bf16 (mma m16n8k16); float32 accumulation.
 // x, w, product and y are activations (`act`: float32, or bf16 built with -DPC_STORE_BF16=1); with
 // -DPC_OUTPUT_F32=1 as well, y (and product) are float32 from bf16 operands, as a layer feeding the float32 residual.
@@ -161,7 +162,7 @@ extern "C" __global__ void __launch_bounds__(128) linear_bias_tc(const act* __re
 
 extern "C" __global__ void __launch_bounds__(128) linear_dgelu_tc(const act* __restrict__ dy, const act* __restrict__ w, const act* __restrict__ pre, const float* __restrict__ bias,
                                                                   int rows, int in, int out, float p, unsigned long long seed, unsigned long long offset,
-                                                                  const unsigned int* __restrict__ offset_base, act* __restrict__ dpre)
+                                                                  const unsigned int* __restrict__ offset_base, act* __restrict__ dpre, float* __restrict__ bias_partial)
 {
     const long long group = blockIdx.z;
     const long long first = group * rows * out; // the group's first element in the dropout's numbering
@@ -177,10 +178,39 @@ extern "C" __global__ void __launch_bounds__(128) linear_dgelu_tc(const act* __r
     const int col0 = blockIdx.x * LT_TILE;
     float acc[LT_TILE / 8][4] = {};
     lt_tile_product<true>(acc, dy, w, rows, in, out, row0, col0);
+    // This thread's share of the block's column sums of dpre as stored (two rows of columns 2t, 2t + 1 of each step).
+    float sums[LT_TILE / 8][2] = {};
     lt_epilogue(acc, rows, out, row0, col0, [&](long long o, int c, float v)
     {
         const float kept = p > 0.0f ? (dropout_keeps(seed, offset, first + o, p) ? v * scale : 0.0f) : v;
         const float x = load_act(pre + o);
         store_act(dpre + o, kept * gelu_grad(bias ? x + bias[c] : x));
+        sums[(c - col0) / 8][(c - col0) % 2] += load_act(dpre + o);
     });
+    if (bias_partial == nullptr)
+        return;
+
+    // The bias gradient's first reduction step, as sum_rows_partial would take it over this block's 64 rows: lanes of
+    // one column (the same t) add across g, the four warps in order through shared memory.
+    __shared__ float warp_sums[4][LT_TILE];
+    const int warp = threadIdx.x / PC_WARP;
+    const int g = lane_id() / 4;
+    const int t = lane_id() % 4;
+#pragma unroll
+    for (int n = 0; n < LT_TILE / 8; ++n)
+    {
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+        {
+            float v = sums[n][j];
+            for (int step = 4; step < PC_WARP; step <<= 1)
+                v += __shfl_xor_sync(PC_FULL_MASK, v, step);
+            if (g == 0)
+                warp_sums[warp][n * 8 + 2 * t + j] = v;
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x < LT_TILE && col0 + (int)threadIdx.x < out)
+        bias_partial[(group * gridDim.y + blockIdx.y) * out + col0 + threadIdx.x] =
+            warp_sums[0][threadIdx.x] + warp_sums[1][threadIdx.x] + warp_sums[2][threadIdx.x] + warp_sums[3][threadIdx.x];
 }

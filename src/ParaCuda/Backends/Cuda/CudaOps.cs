@@ -216,15 +216,18 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         var rows = dy.Shape[-2];
         var kernel = Backend.Precision == GemmPrecision.Bf16 || dy.DType == DType.BFloat16 ? Kernel("linear_tc.cu", "linear_dgelu_tc", dy, "PC_BF16=1") : Kernel("linear_tc.cu", "linear_dgelu_tc", dy);
         var grid = new Dim3((uint)((outFeatures + 63) / 64), (uint)((rows + 63) / 64), (uint)groups);
-        context.Launch(kernel, grid, new Dim3(128), 0, P(dy), P(weight), P(pre), P(bias), rows, inFeatures, outFeatures, p, seed, offset, P(offsetBase), P(dPre));
-        if (dbias.Tensor is not null)
+        // The kernel writes the bias gradient's per-block column sums itself; sum_rows_finish adds them up.
+        var blocks = (int)grid.Y;
+        using var partial = dbias.Tensor is null ? null : Temp((long)groups * blocks * outFeatures);
+        context.Launch(kernel, grid, new Dim3(128), 0, P(dy), P(weight), P(pre), P(bias), rows, inFeatures, outFeatures, p, seed, offset, P(offsetBase), P(dPre), P(partial));
+        if (partial is not null)
         {
-            ColumnSums(dPre, groups, rows, outFeatures, outFeatures, dbias);
+            FinishColumnSums(partial, groups, blocks, outFeatures, dbias);
         }
     }
 
     /// <summary>Whether a linear layer's forward over <paramref name="rows"/> rows (per group) runs on linear_tc.cu: chosen, on tensor cores, a grid in range.</summary>
-    private bool HandWrittenLinear(int rows) => Backend.HandWrittenLinear && Backend.Precision != GemmPrecision.Fp32 && (rows + 63) / 64 <= 65535;
+    private bool HandWrittenLinear(int rows) => Backend.HandWrittenLinear && Backend.Precision != GemmPrecision.Fp32 && rows > 0 && (rows + 63) / 64 <= 65535;
 
     /// <summary>
     /// One of linear_tc.cu's kernels on x [rows, in] (or [G, rows, in]) and weight [out, in] (or [G, out, in]): bf16
