@@ -43,7 +43,7 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
         {
             foreach (var (label, handWritten) in new[] { ("cuBLAS", false), ("hand-written", true) })
             {
-                cuda.HandWrittenLinear = handWritten;
+                cuda.LinearKernels = handWritten ? Backends.Cuda.LinearKernels.HandWritten : Backends.Cuda.LinearKernels.Library;
                 Compute($"Linear+GELU fc1, {label}", $"{rows}×{w.Mlp}×{w.Dim}", 2.0 * rows * w.Mlp * w.Dim, gemmGflops, i =>
                 {
                     var x = Activation(new Shape(rows, w.Dim), i);
@@ -66,7 +66,7 @@ public sealed class OpSuite(ComputeContext context, string suite, double budgetS
                 });
             }
 
-            cuda.HandWrittenLinear = false;
+            cuda.LinearKernels = Backends.Cuda.LinearKernels.Library;
         }
 
         // fc2's weight and bias gradients in one pass (cuBLASLt's bias-gradient epilogue on a GPU) and unfused.

@@ -27,13 +27,15 @@ var compile = new Option<bool>("--torch-compile") { Description = "Also time the
 var data = new Option<string?>("--data") { Description = "Fashion-MNIST folder for the epoch suite (default: its standard location)" };
 var quick = new Option<bool>("--quick") { Description = "The tiny workload instead of S1 and S2 (the default on the emulated device)" };
 var json = new Option<FileInfo?>("--json") { Description = "Also write the results as JSON to this file" };
-var precisionOption = new Option<string?>("--precision") { Description = "Products on the device: tf32 (the default where the device has tensor cores), bf16 (bf16 tensor cores from float32 tensors; compared with PyTorch's bf16 autocast) or fp32" };
+var precisionOption = new Option<string?>("--precision") { Description = "Products on the device: tf32 (the default where the device has tensor cores), bf16 (mixed precision: bf16 activations and tensor-core products; compared with PyTorch's bf16 autocast) or fp32" };
 precisionOption.AcceptOnlyFromAmong("fp32", "tf32", "bf16");
+var linearOption = new Option<string>("--linear-kernels") { Description = "Linear layers' forward and the MLP's backward in the model and epoch suites: library (cuBLAS, the default), hand-written (linear_tc.cu) or fastest (per shape, timed on first use); the kernel suite times library and hand-written side by side", DefaultValueFactory = _ => "library" };
+linearOption.AcceptOnlyFromAmong("library", "hand-written", "fastest");
 var budget = new Option<double>("--seconds") { Description = "Timing budget per item, seconds (median of all repeats in it)", DefaultValueFactory = _ => 1.0 };
 
 var root = new RootCommand("ParaCuda perf harness: times the engine and reports each item against ceilings and the PyTorch reference measured in the same run.")
 {
-    suite, device, modes, reference, python, compile, data, quick, json, budget, precisionOption,
+    suite, device, modes, reference, python, compile, data, quick, json, budget, precisionOption, linearOption,
 };
 
 root.SetAction(parse =>
@@ -74,6 +76,7 @@ root.SetAction(parse =>
     // Without --precision the backend's default (TF32 where the device has it); PyTorch's TF32 rows are the reference.
     var precisionName = parse.GetValue(precisionOption) ?? "tf32";
     var gemmPrecision = parse.GetValue(precisionOption) is { } given ? Enum.Parse<GemmPrecision>(given, ignoreCase: true) : (GemmPrecision?)null;
+    var linearKernels = Enum.Parse<LinearKernels>(parse.GetValue(linearOption)!.Replace("-", "", StringComparison.Ordinal), ignoreCase: true);
     if (!emulated && ParaCuda.Native.CudaDriver.UnavailableReason is { } noGpu)
     {
         AnsiConsole.MarkupLine($"[red]error:[/] --device cuda: {Markup.Escape(noGpu)}");
@@ -147,7 +150,7 @@ root.SetAction(parse =>
             foreach (var mode in executions)
             {
                 AnsiConsole.MarkupLine($"[grey]suite model at {w}, branches {mode.ToString().ToLowerInvariant()}…[/]");
-                using var placement = Placement.Cuda([0], emulated, mode, gemmPrecision);
+                using var placement = Placement.Cuda([0], emulated, mode, gemmPrecision, linearKernels);
                 Add(new ModelSuite(seconds).Steps(w, placement, mode.ToString().ToLowerInvariant()));
             }
         }
@@ -165,7 +168,7 @@ root.SetAction(parse =>
             foreach (var mode in executions)
             {
                 AnsiConsole.MarkupLine($"[grey]suite epoch, branches {mode.ToString().ToLowerInvariant()}…[/]");
-                using var placement = Placement.Cuda([0], emulated, mode, gemmPrecision);
+                using var placement = Placement.Cuda([0], emulated, mode, gemmPrecision, linearKernels);
                 Add([ModelSuite.Epoch(epoch.Name, epoch.Config!, epoch.Options!, epoch.Data!, placement, mode.ToString().ToLowerInvariant())]);
                 if (mode == BranchExecution.Batched)
                 {

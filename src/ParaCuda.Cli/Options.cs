@@ -18,7 +18,9 @@ internal static class Options
 
     public static Option<string?> Devices { get; } = new("--devices") { Description = "GPUs (or emulated devices) to spread the branches over, round-robin, e.g. 0,1; 0,0 runs the multi-device path on one card" };
 
-    public static Option<string?> Precision { get; } = Choice<string?>("--precision", "Products on the GPU (GEMMs, attention): tf32 (tensor cores, the default where the GPU has them), bf16 (bf16 tensor cores from float32 tensors: twice TF32's rate, about 4e-3 relative) or fp32 (strict)", null, ["fp32", "tf32", "bf16"]);
+    public static Option<string?> Precision { get; } = Choice<string?>("--precision", "Products on the GPU (GEMMs, attention): tf32 (tensor cores, the default where the GPU has them), bf16 (mixed precision: bf16 activations and tensor-core products, twice TF32's rate, about 4e-3 relative; float32 weights, optimizer, LayerNorm and loss) or fp32 (strict)", null, ["fp32", "tf32", "bf16"]);
+
+    public static Option<string?> LinearKernels { get; } = Choice<string?>("--linear-kernels", "Linear layers' forward and the MLP's backward on the GPU: library (cuBLAS and our element-wise kernels, the default), hand-written (our tensor-core kernels with bias, GELU or dropout in their epilogues; TF32 or bf16 precision) or fastest (per shape, whichever ran faster when first timed)", null, ["library", "hand-written", "fastest"]);
 
     public static Option<string?> BranchExec { get; } = Choice<string?>("--branch-exec", "How branches run on a GPU: batched (the branches of a prefix as one batch: every op launched once for all of them; the default on one device, where it measured fastest), streams (each on its own stream; the default over several devices) or serial (one stream per device)", null, ["serial", "streams", "batched"]);
 
@@ -29,7 +31,7 @@ internal static class Options
     public static Option<int?> Threads { get; } = new Option<int?>("--threads") { Description = "CPU threads the engine may use (default: one per core)", Recursive = true }.Positive();
 
     /// <summary>The options that say where a command runs.</summary>
-    public static IReadOnlyList<Option> Placement { get; } = [Device, Devices, Precision, BranchExec];
+    public static IReadOnlyList<Option> Placement { get; } = [Device, Devices, Precision, LinearKernels, BranchExec];
 
     /// <summary>Checks at parse time, before any work, that a given number is at least one (a count, a size).</summary>
     public static Option<T> Positive<T>(this Option<T> option) => Check(option, v => v >= 1 || (v > 0 && !IsWhole<T>()), IsWhole<T>() ? "must be at least 1" : "must be a positive number");

@@ -19,7 +19,7 @@ internal static class Setup
     public static IReadOnlyList<string> DatasetNames { get; } = [.. Datasets.Names, SyntheticName];
 
     /// <summary>
-    /// Where the command runs, from --device, --devices, --precision and --branch-exec: "auto" takes a GPU when
+    /// Where the command runs, from --device, --devices, --precision, --linear-kernels and --branch-exec: "auto" takes a GPU when
     /// the driver finds one, else the CPU, with a one-line notice either way. Every inconsistency is a user error.
     /// </summary>
     public static Placement Placement(ParseResult parse, Action<string> notice)
@@ -29,6 +29,7 @@ internal static class Setup
         var devicesText = parse.GetValue(Options.Devices);
         var precision = parse.GetValue(Options.Precision) is { } p ? Enum.Parse<GemmPrecision>(p, ignoreCase: true) : (GemmPrecision?)null;
         var givenExecution = parse.GetValue(Options.BranchExec) is { } e ? Enum.Parse<BranchExecution>(e, ignoreCase: true) : (BranchExecution?)null;
+        var linearKernels = parse.GetValue(Options.LinearKernels) is { } k ? Enum.Parse<LinearKernels>(k.Replace("-", "", StringComparison.Ordinal), ignoreCase: true) : (LinearKernels?)null;
         var graphs = parse.GetResult(Options.Graphs) is { Implicit: false } && parse.GetValue(Options.Graphs) == "on";
         if (device == "auto")
         {
@@ -38,7 +39,7 @@ internal static class Setup
 
         if (device == "cpu")
         {
-            var cudaOnly = new[] { (Options.Devices, devicesText is not null), (Options.Precision, precision is not null), (Options.BranchExec, givenExecution is not null), ((Option)Options.Graphs, graphs) }.Where(o => o.Item2).Select(o => o.Item1.Name).ToList();
+            var cudaOnly = new[] { (Options.Devices, devicesText is not null), (Options.Precision, precision is not null), (Options.LinearKernels, linearKernels is not null), (Options.BranchExec, givenExecution is not null), ((Option)Options.Graphs, graphs) }.Where(o => o.Item2).Select(o => o.Item1.Name).ToList();
             return cudaOnly.Count > 0
                 ? throw new UserError($"{string.Join(", ", cudaOnly)} appl{(cudaOnly.Count == 1 ? "ies" : "y")} to CUDA devices; the CPU backend runs in float32, one branch after another")
                 : ParaCuda.Backends.Placement.Cpu;
@@ -84,7 +85,7 @@ internal static class Setup
 
         try
         {
-            return ParaCuda.Backends.Placement.Cuda(devices, emulated, execution, precision);
+            return ParaCuda.Backends.Placement.Cuda(devices, emulated, execution, precision, linearKernels ?? LinearKernels.Library);
         }
         catch (Exception error) when (error is CudaException or ArgumentException)
         {

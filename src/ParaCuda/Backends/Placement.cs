@@ -51,9 +51,9 @@ public sealed class Placement : IDisposable
 
     /// <summary>
     /// CUDA devices: real GPUs by ordinal, or emulated devices (<paramref name="emulated"/>) by number. Equal
-    /// numbers share one GPU. Precision defaults to TF32 where the GPU has it.
+    /// numbers share one GPU. Precision defaults to TF32 where the GPU has it; linear layers to the library kernels.
     /// </summary>
-    public static Placement Cuda(IReadOnlyList<int> devices, bool emulated, BranchExecution execution, GemmPrecision? precision = null)
+    public static Placement Cuda(IReadOnlyList<int> devices, bool emulated, BranchExecution execution, GemmPrecision? precision = null, LinearKernels linearKernels = LinearKernels.Library)
     {
         ArgumentNullException.ThrowIfNull(devices);
         if (devices.Count == 0)
@@ -77,7 +77,9 @@ public sealed class Placement : IDisposable
                     gpus[number] = gpu = emulated ? EmulatedGpu.Create() : DriverGpu.Open(number);
                 }
 
-                backends.Add(CudaBackend.Open(gpu, backends.Count, precision, ownsGpu: false));
+                var backend = CudaBackend.Open(gpu, backends.Count, precision, ownsGpu: false);
+                backend.LinearKernels = linearKernels;
+                backends.Add(backend);
             }
 
             return new Placement(backends, [.. gpus.Values], execution);

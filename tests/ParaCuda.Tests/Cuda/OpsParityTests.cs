@@ -236,7 +236,7 @@ public abstract class OpsParityTests : CudaDeviceTests
             run(s_cpu, x, w, cpu);
             double[][] Device(bool handWritten)
             {
-                cores.HandWrittenLinear = handWritten;
+                cores.LinearKernels = handWritten ? LinearKernels.HandWritten : LinearKernels.Library;
                 var results = Enumerable.Range(0, outputs).Select(_ => Tensor.Full(Of(rows, outFeatures), float.NaN, output, ctx)).ToArray();
                 run(ctx.Ops, On(x), On(w), results);
                 return results.Select(Values).ToArray();
@@ -260,6 +260,58 @@ public abstract class OpsParityTests : CudaDeviceTests
                 Assert.That(handWritten[0].SequenceEqual(library[0]), Is.False, $"{what} sums in another order than the library");
             }
         }
+    }
+
+    [Test]
+    public void The_fastest_linear_kernels_are_chosen_per_shape_by_timing_both_once()
+    {
+        if (!Backend.Gpu.Properties.HasTf32)
+        {
+            Assert.Ignore($"{Backend.Gpu.Properties.Name} has no TF32 tensor cores");
+        }
+
+        // In float32 the two paths sum in different orders, so an output tells which one ran.
+        using var cores = Open(GemmPrecision.Tf32, index: 2);
+        var ctx = cores.DefaultContext;
+        var (w, bias) = (OnContext(Rand.Tensor(new Shape(72, 40), 82), ctx), OnContext(Rand.Tensor(new Shape(72), 83), ctx));
+        Tensor Input(int rows) => OnContext(Rand.Tensor(new Shape(rows, 40), 81 + rows), ctx);
+        float[] Run(Tensor x, LinearKernels kernels)
+        {
+            cores.LinearKernels = kernels;
+            var (product, y) = (Tensor.Full(new Shape(x.Shape[0], 72), float.NaN, DType.Float32, ctx), Tensor.Full(new Shape(x.Shape[0], 72), float.NaN, DType.Float32, ctx));
+            ctx.Ops.LinearGelu(x, w, bias, product, y);
+            return y.ToArray<float>();
+        }
+
+        var x70 = Input(70);
+        var (library, handWritten) = (Run(x70, LinearKernels.Library), Run(x70, LinearKernels.HandWritten));
+        Assert.That(library.SequenceEqual(handWritten), Is.False, "the two paths tell themselves apart");
+        Assert.That(cores.LinearChoices, Is.Empty, "no choice without Fastest");
+
+        var fastest = Run(x70, LinearKernels.Fastest);
+        var (key, choseHandWritten) = cores.LinearChoices.Single();
+        Assert.That(fastest, Is.EqualTo(choseHandWritten ? handWritten : library), "the chosen path ran");
+
+        // The choice is kept, not timed again: flipped by hand, it is what runs.
+        cores.LinearChoices[key] = !choseHandWritten;
+        Assert.That(Run(x70, LinearKernels.Fastest), Is.EqualTo(choseHandWritten ? library : handWritten), "the kept choice ran");
+        Assert.That(cores.LinearChoices, Has.Count.EqualTo(1));
+
+        // Another shape gets its own choice; inside a capture, where nothing can be timed, an undecided shape takes
+        // the library path and decides nothing.
+        Run(Input(10), LinearKernels.Fastest);
+        Assert.That(cores.LinearChoices, Has.Count.EqualTo(2), "one choice per shape");
+        var x30 = Input(30);
+        var expected = Run(x30, LinearKernels.Library);
+        cores.LinearKernels = LinearKernels.Fastest;
+        var (p30, y30) = (Tensor.Full(new Shape(30, 72), float.NaN, DType.Float32, ctx), Tensor.Full(new Shape(30, 72), float.NaN, DType.Float32, ctx));
+        using (var graph = ctx.Capture(() => ctx.Ops.LinearGelu(x30, w, bias, p30, y30)))
+        {
+            graph.Replay();
+        }
+
+        Assert.That(y30.ToArray<float>(), Is.EqualTo(expected), "the library path, under capture");
+        Assert.That(cores.LinearChoices, Has.Count.EqualTo(2), "nothing decided under capture");
     }
 
     [TestCase(GemmPrecision.Tf32, false, DType.Float32)]
@@ -289,7 +341,7 @@ public abstract class OpsParityTests : CudaDeviceTests
         var initialBias = Rand.Tensor(Of(outFeatures), 95);
         (double[] Dpre, double[] Dbias) Device(bool handWritten)
         {
-            cores.HandWrittenLinear = handWritten;
+            cores.LinearKernels = handWritten ? LinearKernels.HandWritten : LinearKernels.Library;
             var (gdpre, gdbias) = (Tensor.Full(pre.Shape, float.NaN, activations, ctx), On(initialBias));
             ctx.Ops.LinearGeluBackward(On(dy), On(w), On(pre), On(bias), 0.3f, 99UL, 4UL, On(offsetBase), gdpre, new GradOut(gdbias, Accumulate: true));
             return (Values(gdpre), Values(gdbias));

@@ -101,7 +101,7 @@ public abstract class TrainingParityTests : CudaDeviceTests
         // Branches batched, so the kernels take their grouped form too; every forward linear runs on them.
         var steps = new LpaSchedule().Passes(0, 1, 1, s_tiny.Branches).SelectMany(p => p.Steps).ToList();
         using var cores = Open(precision, index: 2);
-        cores.HandWrittenLinear = true;
+        cores.LinearKernels = LinearKernels.HandWritten;
         var device = StepSnapshots.Train(cores.DefaultContext, null, steps, batched: true);
         var cpu = StepSnapshots.Train(CpuBackend.Instance.DefaultContext, null, steps, batched: true);
         Assert.That(cores.LoadedKernels.Select(k => k.Kernel), Does.Contain("linear_gelu_tc").And.Contain("linear_bias_tc").And.Contain("linear_dgelu_tc"));

@@ -24,6 +24,22 @@ public enum GemmPrecision
     Bf16,
 }
 
+/// <summary>Which kernels run linear layers' forward and the MLP's backward (<see cref="CudaBackend.LinearKernels"/>).</summary>
+public enum LinearKernels
+{
+    /// <summary>cuBLAS (with cuBLASLt's epilogues) and the element-wise kernels around it.</summary>
+    Library,
+
+    /// <summary>The hand-written tensor-core kernels of linear_tc.cu, wherever they apply.</summary>
+    HandWritten,
+
+    /// <summary>
+    /// Per op and shape, whichever of the two ran faster when first timed (CUDA events, each on scratch outputs, outside
+    /// graph capture), kept for the backend's life. Like cuDNN's benchmark mode, results then depend on that timing.
+    /// </summary>
+    Fastest,
+}
+
 /// <summary>
 /// The engine on one CUDA device, real (<see cref="DriverGpu"/>) or emulated (<see cref="EmulatedGpu"/>):
 /// contexts are non-blocking streams, memory comes from a stream-ordered caching allocator, ops are the
@@ -66,14 +82,18 @@ public sealed class CudaBackend : Backend
     public override bool MixedPrecision => Precision == GemmPrecision.Bf16;
 
     /// <summary>
-    /// Run linear layers' forward GEMMs on the hand-written tensor-core kernels of linear_tc.cu (TF32, or bf16 under bf16
-    /// precision or for bf16 activations; not in fp32) instead of cuBLAS: the MLP's first layer with its bias and GELU in
-    /// the epilogue (instead of cuBLAS and the bias+GELU kernel), every other layer (the MLP's second among them) with its
-    /// bias; and the MLP's backward from the second layer to the first one's product (<see cref="Ops.LinearGeluBackward"/>)
-    /// with dropout and GELU's derivative in the epilogue. Off: the library path until a GPU run times the hand-written
-    /// one faster (the perf harness's kernel suite compares both).
+    /// Whether linear layers' forward GEMMs and the MLP's backward run on cuBLAS or on the hand-written tensor-core
+    /// kernels of linear_tc.cu (TF32, or bf16 under bf16 precision or for bf16 activations; never in fp32): the MLP's
+    /// first layer with its bias and GELU in the epilogue (instead of cuBLAS and the bias+GELU kernel), every other layer
+    /// (the MLP's second among them) with its bias, and the MLP's backward from the second layer to the first one's
+    /// product (<see cref="Ops.LinearGeluBackward"/>) with dropout, GELU's derivative and the bias gradient's partial sums
+    /// in the epilogue. <see cref="LinearKernels.Library"/> by default, until GPU runs say which is faster where (the
+    /// perf harness's kernel suite compares both); <see cref="LinearKernels.Fastest"/> decides per shape as it runs.
     /// </summary>
-    public bool HandWrittenLinear { get; set; }
+    public LinearKernels LinearKernels { get; set; }
+
+    /// <summary>The choices <see cref="LinearKernels.Fastest"/> made so far: per op and shape, whether the hand-written kernel won.</summary>
+    internal ConcurrentDictionary<string, bool> LinearChoices { get; } = new();
 
     public KernelSources Sources { get; }
 
@@ -84,7 +104,7 @@ public sealed class CudaBackend : Backend
         get
         {
             var p = Gpu.Properties;
-            return string.Create(CultureInfo.InvariantCulture, $"{Device}: {p.Name} (sm_{p.Architecture}, {p.Multiprocessors} SMs, {p.TotalMemory / (double)(1L << 30):F1} GiB), {p.Runtime}, {Precision.ToString().ToUpperInvariant()} GEMMs");
+            return string.Create(CultureInfo.InvariantCulture, $"{Device}: {p.Name} (sm_{p.Architecture}, {p.Multiprocessors} SMs, {p.TotalMemory / (double)(1L << 30):F1} GiB), {p.Runtime}, {(Precision == GemmPrecision.Bf16 ? "BF16 mixed precision" : $"{Precision.ToString().ToUpperInvariant()} GEMMs")}{(LinearKernels == LinearKernels.Library ? "" : $", {LinearKernels.ToString().ToLowerInvariant()} linear kernels")}");
         }
     }
 

@@ -59,6 +59,9 @@ public sealed class CudaContext : ComputeContext, IDisposable
 
     public override bool CanCapture => true;
 
+    /// <summary>Whether work issued now is being captured into a graph (recorded, not run).</summary>
+    internal bool IsCapturing => _capturedTables is not null;
+
     public override ContextGraph Capture(Action body)
     {
         ArgumentNullException.ThrowIfNull(body);

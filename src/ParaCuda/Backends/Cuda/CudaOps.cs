@@ -133,15 +133,21 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
-        if (!transA && transB && alpha == 1f && beta == 0f && HandWrittenLinear(a.Shape[0]))
+        if (!transA && transB && alpha == 1f && beta == 0f
+            && HandWritten("linear_bias_tc", a.Shape[0], [a, b, bias], [c], o => LibraryGemm(a, b, o[0]!, transA, transB, alpha, beta, bias), o => LinearOnTensorCores("linear_bias_tc", a, b, bias, o[0]!, P(o[0]))))
         {
             LinearOnTensorCores("linear_bias_tc", a, b, bias, c, P(c));
             return;
         }
 
+        LibraryGemm(a, b, c, transA, transB, alpha, beta, bias);
+    }
+
+    private void LibraryGemm(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
+    {
         var (m, k) = transA ? (a.Shape[1], a.Shape[0]) : (a.Shape[0], a.Shape[1]);
         // A bias goes into C before cuBLAS adds the product: a bf16 C would round the sum twice, so it takes float32.
-        if (bias is not null && OnFloat32([c], [0], t => GemmCore(a, b, t[0]!, transA, transB, alpha, beta, bias)))
+        if (bias is not null && OnFloat32([c], [0], t => LibraryGemm(a, b, t[0]!, transA, transB, alpha, beta, bias)))
         {
             return;
         }
@@ -164,14 +170,20 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
-        if (!transA && transB && alpha == 1f && beta == 0f && HandWrittenLinear(a.Shape[1]))
+        if (!transA && transB && alpha == 1f && beta == 0f
+            && HandWritten("linear_bias_tc", a.Shape[1], [a, b, bias], [c], o => LibraryBatchedGemm(a, b, o[0]!, transA, transB, alpha, beta, bias), o => LinearOnTensorCores("linear_bias_tc", a, b, bias, o[0]!, P(o[0]))))
         {
             LinearOnTensorCores("linear_bias_tc", a, b, bias, c, P(c));
             return;
         }
 
+        LibraryBatchedGemm(a, b, c, transA, transB, alpha, beta, bias);
+    }
+
+    private void LibraryBatchedGemm(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
+    {
         var (m, k) = transA ? (a.Shape[2], a.Shape[1]) : (a.Shape[1], a.Shape[2]);
-        if (bias is not null && OnFloat32([c], [0], t => BatchedGemmCore(a, b, t[0]!, transA, transB, alpha, beta, bias)))
+        if (bias is not null && OnFloat32([c], [0], t => LibraryBatchedGemm(a, b, t[0]!, transA, transB, alpha, beta, bias)))
         {
             return;
         }
@@ -194,24 +206,47 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void LinearGeluCore(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
     {
-        if (HandWrittenLinear(x.Shape[-2]))
+        if (HandWritten("linear_gelu_tc", x.Shape[-2], [x, weight, bias], [product, y], o => LibraryLinearGelu(x, weight, bias, o[0]!, o[1]!), o => LinearOnTensorCores("linear_gelu_tc", x, weight, bias, o[0]!, P(o[0]), P(o[1]))))
         {
             LinearOnTensorCores("linear_gelu_tc", x, weight, bias, product, P(product), P(y));
             return;
         }
 
-        base.LinearGeluCore(x, weight, bias, product, y);
+        LibraryLinearGelu(x, weight, bias, product, y);
+    }
+
+    /// <summary>The library path: cuBLAS for the product (never the hand-written GEMM), then the bias+GELU kernel.</summary>
+    private void LibraryLinearGelu(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
+    {
+        if (weight.Rank == 3)
+        {
+            LibraryBatchedGemm(x, weight, product, transA: false, transB: true, 1f, 0f, null);
+        }
+        else
+        {
+            LibraryGemm(x, weight, product, transA: false, transB: true, 1f, 0f, null);
+        }
+
+        BiasGeluCore(product, bias, y);
     }
 
     protected override void LinearGeluBackwardCore(Tensor dy, Tensor weight, Tensor pre, Tensor? bias, float p, ulong seed, ulong offset, Tensor? offsetBase, Tensor dPre, GradOut dbias)
     {
         // The hand-written kernel reads one activation type: dy and pre of the same dtype.
-        if (!HandWrittenLinear(dy.Shape[-2]) || dy.DType != pre.DType)
+        if (dy.DType == pre.DType && HandWritten(
+            "linear_dgelu_tc", dy.Shape[-2], [dy, weight, pre, bias], [dPre, dbias.Tensor],
+            o => base.LinearGeluBackwardCore(dy, weight, pre, bias, p, seed, offset, offsetBase, o[0]!, new GradOut(o[1], dbias.Accumulate)),
+            o => MlpBackwardOnTensorCores(dy, weight, pre, bias, p, seed, offset, offsetBase, o[0]!, new GradOut(o[1], dbias.Accumulate))))
         {
-            base.LinearGeluBackwardCore(dy, weight, pre, bias, p, seed, offset, offsetBase, dPre, dbias);
+            MlpBackwardOnTensorCores(dy, weight, pre, bias, p, seed, offset, offsetBase, dPre, dbias);
             return;
         }
 
+        base.LinearGeluBackwardCore(dy, weight, pre, bias, p, seed, offset, offsetBase, dPre, dbias);
+    }
+
+    private void MlpBackwardOnTensorCores(Tensor dy, Tensor weight, Tensor pre, Tensor? bias, float p, ulong seed, ulong offset, Tensor? offsetBase, Tensor dPre, GradOut dbias)
+    {
         var (groups, inFeatures, outFeatures) = weight.Rank == 3 ? (weight.Shape[0], weight.Shape[1], weight.Shape[2]) : (1, weight.Shape[0], weight.Shape[1]);
         var rows = dy.Shape[-2];
         var kernel = Backend.Precision == GemmPrecision.Bf16 || dy.DType == DType.BFloat16 ? Kernel("linear_tc.cu", "linear_dgelu_tc", dy, "PC_BF16=1") : Kernel("linear_tc.cu", "linear_dgelu_tc", dy);
@@ -226,8 +261,70 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
         }
     }
 
-    /// <summary>Whether a linear layer's forward over <paramref name="rows"/> rows (per group) runs on linear_tc.cu: chosen, on tensor cores, a grid in range.</summary>
-    private bool HandWrittenLinear(int rows) => Backend.HandWrittenLinear && Backend.Precision != GemmPrecision.Fp32 && rows > 0 && (rows + 63) / 64 <= 65535;
+    /// <summary>
+    /// Whether an op runs its hand-written kernel (linear_tc.cu) rather than the library path, over <paramref name="rows"/>
+    /// rows (per group): never in fp32 or outside the kernels' grid; otherwise as <see cref="CudaBackend.LinearKernels"/>
+    /// says. <see cref="LinearKernels.Fastest"/> times both (<paramref name="library"/> and <paramref name="handWritten"/>,
+    /// each writing scratch copies of <paramref name="outputs"/>) the first time it meets the op with these shapes and
+    /// keeps the choice; inside a capture, where nothing can be timed, an op not decided yet takes the library path.
+    /// </summary>
+    private bool HandWritten(string kernel, int rows, Tensor?[] inputs, Tensor?[] outputs, Action<Tensor?[]> library, Action<Tensor?[]> handWritten)
+    {
+        if (Backend.Precision == GemmPrecision.Fp32 || rows <= 0 || (rows + 63) / 64 > 65535)
+        {
+            return false;
+        }
+
+        switch (Backend.LinearKernels)
+        {
+            case LinearKernels.Library:
+                return false;
+            case LinearKernels.HandWritten:
+                return true;
+        }
+
+        var key = $"{kernel} {string.Join(" ", inputs.Concat(outputs).Select(t => t is null ? "-" : $"{t.Shape}{t.DType}"))}";
+        if (Backend.LinearChoices.TryGetValue(key, out var chosen))
+        {
+            return chosen;
+        }
+
+        if (context.IsCapturing)
+        {
+            return false;
+        }
+
+        var scratch = new Tensor?[outputs.Length];
+        using (TensorScope.Unscoped())
+        {
+            for (var i = 0; i < outputs.Length; i++)
+            {
+                scratch[i] = outputs[i] is { } o ? Tensor.Empty(o.Shape, o.DType, context) : null;
+            }
+        }
+
+        try
+        {
+            // Once each to warm up (compiling, cuBLAS's heuristics), then the best of three each, taken in turn.
+            library(scratch);
+            handWritten(scratch);
+            var (libraryMs, handWrittenMs) = (double.MaxValue, double.MaxValue);
+            for (var repeat = 0; repeat < 3; repeat++)
+            {
+                libraryMs = Math.Min(libraryMs, context.Time(() => library(scratch)));
+                handWrittenMs = Math.Min(handWrittenMs, context.Time(() => handWritten(scratch)));
+            }
+
+            return Backend.LinearChoices[key] = handWrittenMs < libraryMs;
+        }
+        finally
+        {
+            foreach (var t in scratch)
+            {
+                t?.Dispose();
+            }
+        }
+    }
 
     /// <summary>
     /// One of linear_tc.cu's kernels on x [rows, in] (or [G, rows, in]) and weight [out, in] (or [G, out, in]): bf16
