@@ -129,7 +129,7 @@ public abstract class Ops
 
     // ---------------------------------------------------------------- elementwise
 
-    /// <summary>out = a + b (same shapes; out may alias a or b).</summary>
+    /// <summary>out = a + b (same shapes; out may alias a or b); all float32, or all bf16.</summary>
     public void Add(Tensor a, Tensor b, Tensor output)
     {
         ArgumentNullException.ThrowIfNull(a);
@@ -144,7 +144,7 @@ public abstract class Ops
         AddCore(a, b, output);
     }
 
-    /// <summary>out = alpha * x (out may alias x).</summary>
+    /// <summary>out = alpha * x (out may alias x); both float32, or both bf16.</summary>
     public void Scale(Tensor x, float alpha, Tensor output)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -173,7 +173,7 @@ public abstract class Ops
         SumManyCore(xs, output);
     }
 
-    /// <summary>y = gelu(x + bias) with the exact erf GELU; bias [N] broadcasts over the rows of x [*, N] (or [G, N] over x [G, …, N], group by group).</summary>
+    /// <summary>y = gelu(x + bias) with the exact erf GELU; bias [N] broadcasts over the rows of x [*, N] (or [G, N] over x [G, …, N], group by group). x and y float32, or both bf16; bias float32.</summary>
     public void BiasGelu(Tensor x, Tensor? bias, Tensor y)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -186,7 +186,7 @@ public abstract class Ops
         BiasGeluCore(x, bias, y);
     }
 
-    /// <summary>dx = dy * gelu'(x + bias); dbias (+)= Σ_rows dx. x is the input before the bias.</summary>
+    /// <summary>dx = dy * gelu'(x + bias); dbias (+)= Σ_rows dx (as stored). x is the input before the bias. x, dy and dx float32, or all bf16; bias and dbias float32.</summary>
     public void BiasGeluBackward(Tensor x, Tensor? bias, Tensor dy, Tensor dx, GradOut dbias)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -214,7 +214,7 @@ public abstract class Ops
     /// so the same (seed, offset) gives the same mask on every backend. Backward is the same op on dy. With
     /// <paramref name="offsetBase"/> (Int32 [2], a 64-bit number as low and high words) the offset is
     /// offsetBase + <paramref name="offset"/>, read where the op runs: a captured step replayed with a new base
-    /// draws new masks.
+    /// draws new masks. x and y float32, or both bf16.
     /// </summary>
     public void Dropout(Tensor x, Tensor y, float p, ulong seed, ulong offset, Tensor? offsetBase = null)
     {
@@ -239,7 +239,8 @@ public abstract class Ops
     /// <summary>
     /// C = alpha · op(A) · op(B) + beta · C + bias, with op(X) = Xᵀ when its flag is set. A is [m, k] ([k, m]
     /// transposed), B is [k, n] ([n, k] transposed), C is [m, n], bias [n] broadcasts over rows.
-    /// beta = 0 ignores C's previous contents (even NaN).
+    /// beta = 0 ignores C's previous contents (even NaN). A and B float32, or both bf16 (float32 accumulation); C
+    /// float32, or bf16 from bf16 operands; bias float32.
     /// </summary>
     public void Gemm(Tensor a, Tensor b, Tensor cOut, bool transA = false, bool transB = false, float alpha = 1f, float beta = 0f, Tensor? bias = null)
     {
@@ -264,7 +265,7 @@ public abstract class Ops
         GemmCore(a, b, cOut, transA, transB, alpha, beta, bias);
     }
 
-    /// <summary>C[i] = alpha · op(A[i]) · op(B[i]) + beta · C[i] (+ bias[i], broadcast over C[i]'s rows) for every i of the leading batch axis.</summary>
+    /// <summary>C[i] = alpha · op(A[i]) · op(B[i]) + beta · C[i] (+ bias[i], broadcast over C[i]'s rows) for every i of the leading batch axis; dtypes as <see cref="Gemm"/>.</summary>
     public void BatchedGemm(Tensor a, Tensor b, Tensor cOut, bool transA = false, bool transB = false, float alpha = 1f, float beta = 0f, Tensor? bias = null)
     {
         ArgumentNullException.ThrowIfNull(a);
@@ -294,7 +295,8 @@ public abstract class Ops
     /// y = gelu(product + bias), x [rows, in], w [out, in], bias [out] or null, product and y [rows, out]; with
     /// x [G, rows, in], w [G, out, in], bias [G, out] and outputs [G, rows, out] each group on its own (branches
     /// batched). The same as <see cref="Gemm"/> then <see cref="BiasGelu"/>, which is how it runs unless a backend
-    /// has a fused kernel for it (the CUDA backend's hand-written tensor-core kernel, when chosen).
+    /// has a fused kernel for it (the CUDA backend's hand-written tensor-core kernel, when chosen). Dtypes as
+    /// <see cref="Gemm"/> (x and w its operands, product and y its output).
     /// </summary>
     public void LinearGelu(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
     {
@@ -372,6 +374,7 @@ public abstract class Ops
     /// dw [out, in] (+)= dyᵀ·x and dbias [out] (+)= Σ over the rows of dy. With dy [G, rows, out] and x [G, rows, in]
     /// (branches batched), dw is [G, out, in] and dbias [G, out], each group on its own. Either output may be
     /// <see cref="GradOut.None"/>. One pass where the backend can (the CUDA backend's cuBLASLt bias-gradient epilogue).
+    /// dy and x float32, or both bf16; dw and dbias float32.
     /// </summary>
     public void WeightGrad(Tensor dy, Tensor x, GradOut dw, GradOut dbias)
     {
@@ -399,7 +402,7 @@ public abstract class Ops
         WeightGradCore(dy, x, dw, dbias);
     }
 
-    /// <summary>out[j] (+)= Σ_i x[i, j] over the rows of x [*, n] (a bias gradient); with out [G, n] and x [G, …, n], each group's rows on their own.</summary>
+    /// <summary>out[j] (+)= Σ_i x[i, j] over the rows of x [*, n] (a bias gradient); with out [G, n] and x [G, …, n], each group's rows on their own. x float32 or bf16; out float32.</summary>
     public void SumRows(Tensor x, GradOut output)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -492,7 +495,7 @@ public abstract class Ops
     /// Multi-head self-attention on packed projections. qkv [B, T, 3·H·Dh] holds q, k, v side by side
     /// (each split into H heads of Dh); per batch b and head h: S = q·kᵀ/√Dh, P = softmax_rows(S),
     /// out[b, :, h·Dh..] = P·v. lse [B, H, T] (optional) receives each row's log Σ exp(S), which the
-    /// backward uses to rebuild P without storing it.
+    /// backward uses to rebuild P without storing it. qkv and out float32, or both bf16; lse float32.
     /// </summary>
     public void Attention(Tensor qkv, int heads, Tensor output, Tensor? lse)
     {
@@ -512,7 +515,7 @@ public abstract class Ops
     /// <summary>
     /// Gradient of <see cref="Attention"/>: with P rebuilt from lse (or recomputed when lse is null),
     /// dP = dout·vᵀ, dS = P ∘ (dP - rowsum(dout ∘ out)), dq = dS·k/√Dh, dk = dSᵀ·q/√Dh, dv = Pᵀ·dout,
-    /// written into dqkv [B, T, 3·H·Dh] in the same packed layout.
+    /// written into dqkv [B, T, 3·H·Dh] in the same packed layout. qkv, out, dout and dqkv float32, or all bf16.
     /// </summary>
     public void AttentionBackward(Tensor qkv, Tensor output, Tensor dOutput, Tensor? lse, int heads, Tensor dQkv)
     {

@@ -134,7 +134,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     protected override void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
         if (!transA && transB && alpha == 1f && beta == 0f
-            && HandWritten("linear_bias_tc", a.Shape[0], [a, b, bias], [c], o => LibraryGemm(a, b, o[0]!, transA, transB, alpha, beta, bias), o => LinearOnTensorCores("linear_bias_tc", a, b, bias, o[0]!, P(o[0]))))
+            && UsesHandWritten("linear_bias_tc", a.Shape[0], [a, b, bias], [c], o => LibraryGemm(a, b, o[0]!, transA, transB, alpha, beta, bias), o => LinearOnTensorCores("linear_bias_tc", a, b, bias, o[0]!, P(o[0]))))
         {
             LinearOnTensorCores("linear_bias_tc", a, b, bias, c, P(c));
             return;
@@ -171,7 +171,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     protected override void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
         if (!transA && transB && alpha == 1f && beta == 0f
-            && HandWritten("linear_bias_tc", a.Shape[1], [a, b, bias], [c], o => LibraryBatchedGemm(a, b, o[0]!, transA, transB, alpha, beta, bias), o => LinearOnTensorCores("linear_bias_tc", a, b, bias, o[0]!, P(o[0]))))
+            && UsesHandWritten("linear_bias_tc", a.Shape[1], [a, b, bias], [c], o => LibraryBatchedGemm(a, b, o[0]!, transA, transB, alpha, beta, bias), o => LinearOnTensorCores("linear_bias_tc", a, b, bias, o[0]!, P(o[0]))))
         {
             LinearOnTensorCores("linear_bias_tc", a, b, bias, c, P(c));
             return;
@@ -206,7 +206,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void LinearGeluCore(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
     {
-        if (HandWritten("linear_gelu_tc", x.Shape[-2], [x, weight, bias], [product, y], o => LibraryLinearGelu(x, weight, bias, o[0]!, o[1]!), o => LinearOnTensorCores("linear_gelu_tc", x, weight, bias, o[0]!, P(o[0]), P(o[1]))))
+        if (UsesHandWritten("linear_gelu_tc", x.Shape[-2], [x, weight, bias], [product, y], o => LibraryLinearGelu(x, weight, bias, o[0]!, o[1]!), o => LinearOnTensorCores("linear_gelu_tc", x, weight, bias, o[0]!, P(o[0]), P(o[1]))))
         {
             LinearOnTensorCores("linear_gelu_tc", x, weight, bias, product, P(product), P(y));
             return;
@@ -233,7 +233,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     protected override void LinearGeluBackwardCore(Tensor dy, Tensor weight, Tensor pre, Tensor? bias, float p, ulong seed, ulong offset, Tensor? offsetBase, Tensor dPre, GradOut dbias)
     {
         // The hand-written kernel reads one activation type: dy and pre of the same dtype.
-        if (dy.DType == pre.DType && HandWritten(
+        if (dy.DType == pre.DType && UsesHandWritten(
             "linear_dgelu_tc", dy.Shape[-2], [dy, weight, pre, bias], [dPre, dbias.Tensor],
             o => base.LinearGeluBackwardCore(dy, weight, pre, bias, p, seed, offset, offsetBase, o[0]!, new GradOut(o[1], dbias.Accumulate)),
             o => MlpBackwardOnTensorCores(dy, weight, pre, bias, p, seed, offset, offsetBase, o[0]!, new GradOut(o[1], dbias.Accumulate))))
@@ -268,7 +268,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     /// each writing scratch copies of <paramref name="outputs"/>) the first time it meets the op with these shapes and
     /// keeps the choice; inside a capture, where nothing can be timed, an op not decided yet takes the library path.
     /// </summary>
-    private bool HandWritten(string kernel, int rows, Tensor?[] inputs, Tensor?[] outputs, Action<Tensor?[]> library, Action<Tensor?[]> handWritten)
+    private bool UsesHandWritten(string kernel, int rows, Tensor?[] inputs, Tensor?[] outputs, Action<Tensor?[]> library, Action<Tensor?[]> handWritten)
     {
         if (Backend.Precision == GemmPrecision.Fp32 || rows <= 0 || (rows + 63) / 64 > 65535)
         {
