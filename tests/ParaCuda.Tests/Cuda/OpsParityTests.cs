@@ -254,11 +254,6 @@ public abstract class OpsParityTests : CudaDeviceTests
                 Close.Check(library[i], Values(cpu[i]), tolerance, $"{what}, the library path: output {i}");
                 Close.Check(handWritten[i], Values(cpu[i]), tolerance, $"{what}: output {i}");
             }
-
-            if (output == DType.Float32)
-            {
-                Assert.That(handWritten[0].SequenceEqual(library[0]), Is.False, $"{what} sums in another order than the library");
-            }
         }
     }
 
@@ -270,8 +265,9 @@ public abstract class OpsParityTests : CudaDeviceTests
             Assert.Ignore($"{Backend.Gpu.Properties.Name} has no TF32 tensor cores");
         }
 
-        // In float32 the two paths sum in different orders, so an output tells which one ran.
-        using var cores = Open(GemmPrecision.Tf32, index: 2);
+        // Under bf16 precision the hand-written kernel rounds its operands to bf16 while cuBLAS's FAST_16BF may keep more
+        // (on an H100 it did), and the emulated library sums in double: an output tells which path ran.
+        using var cores = Open(GemmPrecision.Bf16, index: 2);
         var ctx = cores.DefaultContext;
         var (w, bias) = (OnContext(Rand.Tensor(new Shape(72, 40), 82), ctx), OnContext(Rand.Tensor(new Shape(72), 83), ctx));
         Tensor Input(int rows) => OnContext(Rand.Tensor(new Shape(rows, 40), 81 + rows), ctx);
@@ -423,8 +419,10 @@ public abstract class OpsParityTests : CudaDeviceTests
         Same(gdbias, dbias, Tolerance, "dbias accumulated");
     }
 
+    // cuBLAS's FAST_16BF allows bf16 products without promising them (on an H100 this shape came out at TF32's 2.6e-4),
+    // so the lower bound only says the products are not strict float32.
     [TestCase(GemmPrecision.Tf32, 1e-3, 1e-6)]
-    [TestCase(GemmPrecision.Bf16, 1e-2, 1e-3)]
+    [TestCase(GemmPrecision.Bf16, 1e-2, 1e-5)]
     public void Gemm_on_tensor_cores_is_within_their_rounding(GemmPrecision precision, double most, double least)
     {
         if (!Backend.Gpu.Properties.HasTf32)

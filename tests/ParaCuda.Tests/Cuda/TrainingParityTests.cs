@@ -114,10 +114,12 @@ public abstract class TrainingParityTests : CudaDeviceTests
     public void Mixed_precision_on_the_device_is_the_cpus_mixed_precision(bool batched)
     {
         // Under Autocast with float32 arithmetic everywhere else (this fixture's precision): bf16 activations, products
-        // of bf16 operands, attention on bf16 q, k, v, as the CPU computes them. The loss and every gradient of one
+        // of bf16 operands, attention on bf16 q, k, v, as the CPU computes them. The loss and the gradients of one
         // forward and backward of the whole model with dropout (gradients, not weights after Adam, whose first step
-        // divides a near-zero gradient by itself) agree with the CPU's mixed precision to float32 rounding, and stand
-        // bf16's rounding away from float32.
+        // divides a near-zero gradient by itself) lie much nearer the CPU's mixed precision than float32's. Not to
+        // float32 rounding: where the two compute an activation differently in its last float32 bit (a GPU's expf, say)
+        // it may round to neighbouring bf16 values, a step of 4e-3 that the backward carries on (on an H100 up to 1e-3
+        // in a gradient; 1e-6 on the emulated device).
         List<(string Name, double[] Values)> device, cpu;
         using (Autocast.Bf16())
         {
@@ -126,15 +128,13 @@ public abstract class TrainingParityTests : CudaDeviceTests
         }
 
         var float32 = Gradients(CpuBackend.Instance.DefaultContext, batched);
-        Assert.Multiple(() =>
-        {
-            for (var i = 0; i < cpu.Count; i++)
-            {
-                Close.Check(device[i].Values, cpu[i].Values, 1e-5, $"against the CPU's mixed precision: {cpu[i].Name}");
-            }
-        });
-        var fromFloat32 = device.Zip(float32, (d, f) => Close.RelativeError(d.Values, f.Values)).Max();
-        Assert.That(fromFloat32, Is.InRange(1e-4, 5e-2), "float32 is bf16's rounding away");
+        static double Error(List<(string Name, double[] Values)> a, List<(string Name, double[] Values)> b) =>
+            Close.RelativeError([.. a.SelectMany(t => t.Values)], [.. b.SelectMany(t => t.Values)]);
+        var (againstMixed, againstFloat32) = (Error(device, cpu), Error(device, float32));
+        TestContext.Out.WriteLine($"all gradients: {againstMixed:E2} from the CPU's mixed precision, {againstFloat32:E2} from float32");
+        Assert.That(againstMixed, Is.LessThanOrEqualTo(2e-3), "near the CPU's mixed precision");
+        Assert.That(againstFloat32, Is.InRange(1e-4, 5e-2), "float32 is bf16's rounding away");
+        Assert.That(againstMixed, Is.LessThan(againstFloat32 / 4), "and the CPU's mixed precision is much nearer");
     }
 
     /// <summary>The tiny model's loss (named "loss") and parameter gradients after one forward and backward in training mode on a fixed batch.</summary>
