@@ -133,8 +133,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void GemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
-        if (!transA && transB && alpha == 1f && beta == 0f
-            && UsesHandWritten("linear_bias_tc", a.Shape[0], [a, b, bias], [c], o => LibraryGemm(a, b, o[0]!, transA, transB, alpha, beta, bias), o => LinearOnTensorCores("linear_bias_tc", a, b, bias, o[0]!, P(o[0]))))
+        if (!transA && transB && alpha == 1f && beta == 0f && (SettledChoice(a.Shape[0]) ?? FasterLinear(a, b, bias, c)))
         {
             LinearOnTensorCores("linear_bias_tc", a, b, bias, c, P(c));
             return;
@@ -170,8 +169,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void BatchedGemmCore(Tensor a, Tensor b, Tensor c, bool transA, bool transB, float alpha, float beta, Tensor? bias)
     {
-        if (!transA && transB && alpha == 1f && beta == 0f
-            && UsesHandWritten("linear_bias_tc", a.Shape[1], [a, b, bias], [c], o => LibraryBatchedGemm(a, b, o[0]!, transA, transB, alpha, beta, bias), o => LinearOnTensorCores("linear_bias_tc", a, b, bias, o[0]!, P(o[0]))))
+        if (!transA && transB && alpha == 1f && beta == 0f && (SettledChoice(a.Shape[1]) ?? FasterLinear(a, b, bias, c)))
         {
             LinearOnTensorCores("linear_bias_tc", a, b, bias, c, P(c));
             return;
@@ -206,7 +204,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
 
     protected override void LinearGeluCore(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
     {
-        if (UsesHandWritten("linear_gelu_tc", x.Shape[-2], [x, weight, bias], [product, y], o => LibraryLinearGelu(x, weight, bias, o[0]!, o[1]!), o => LinearOnTensorCores("linear_gelu_tc", x, weight, bias, o[0]!, P(o[0]), P(o[1]))))
+        if (SettledChoice(x.Shape[-2]) ?? FasterLinearGelu(x, weight, bias, product, y))
         {
             LinearOnTensorCores("linear_gelu_tc", x, weight, bias, product, P(product), P(y));
             return;
@@ -218,25 +216,27 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     /// <summary>The library path: cuBLAS for the product (never the hand-written GEMM), then the bias+GELU kernel.</summary>
     private void LibraryLinearGelu(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y)
     {
+        LibraryLinear(x, weight, null, product);
+        BiasGeluCore(product, bias, y);
+    }
+
+    /// <summary>A linear layer's forward, y = x·wᵀ + bias, through cuBLAS: plain, or grouped for a [G, out, in] weight.</summary>
+    private void LibraryLinear(Tensor x, Tensor weight, Tensor? bias, Tensor y)
+    {
         if (weight.Rank == 3)
         {
-            LibraryBatchedGemm(x, weight, product, transA: false, transB: true, 1f, 0f, null);
+            LibraryBatchedGemm(x, weight, y, transA: false, transB: true, 1f, 0f, bias);
         }
         else
         {
-            LibraryGemm(x, weight, product, transA: false, transB: true, 1f, 0f, null);
+            LibraryGemm(x, weight, y, transA: false, transB: true, 1f, 0f, bias);
         }
-
-        BiasGeluCore(product, bias, y);
     }
 
     protected override void LinearGeluBackwardCore(Tensor dy, Tensor weight, Tensor pre, Tensor? bias, float p, ulong seed, ulong offset, Tensor? offsetBase, Tensor dPre, GradOut dbias)
     {
         // The hand-written kernel reads one activation type: dy and pre of the same dtype.
-        if (dy.DType == pre.DType && UsesHandWritten(
-            "linear_dgelu_tc", dy.Shape[-2], [dy, weight, pre, bias], [dPre, dbias.Tensor],
-            o => base.LinearGeluBackwardCore(dy, weight, pre, bias, p, seed, offset, offsetBase, o[0]!, new GradOut(o[1], dbias.Accumulate)),
-            o => MlpBackwardOnTensorCores(dy, weight, pre, bias, p, seed, offset, offsetBase, o[0]!, new GradOut(o[1], dbias.Accumulate))))
+        if (dy.DType == pre.DType && (SettledChoice(dy.Shape[-2]) ?? FasterMlpBackward(dy, weight, pre, bias, p, seed, offset, offsetBase, dPre, dbias)))
         {
             MlpBackwardOnTensorCores(dy, weight, pre, bias, p, seed, offset, offsetBase, dPre, dbias);
             return;
@@ -249,7 +249,7 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     {
         var (groups, inFeatures, outFeatures) = weight.Rank == 3 ? (weight.Shape[0], weight.Shape[1], weight.Shape[2]) : (1, weight.Shape[0], weight.Shape[1]);
         var rows = dy.Shape[-2];
-        var kernel = Backend.Precision == GemmPrecision.Bf16 || dy.DType == DType.BFloat16 ? Kernel("linear_tc.cu", "linear_dgelu_tc", dy, "PC_BF16=1") : Kernel("linear_tc.cu", "linear_dgelu_tc", dy);
+        var kernel = LinearKernel("linear_dgelu_tc", dy, dPre);
         var grid = new Dim3((uint)((outFeatures + 63) / 64), (uint)((rows + 63) / 64), (uint)groups);
         // The kernel writes the bias gradient's per-block column sums itself; sum_rows_finish adds them up.
         var blocks = (int)grid.Y;
@@ -262,27 +262,47 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     }
 
     /// <summary>
-    /// Whether an op runs its hand-written kernel (linear_tc.cu) rather than the library path, over <paramref name="rows"/>
-    /// rows (per group): never in fp32 or outside the kernels' grid; otherwise as <see cref="CudaBackend.LinearKernels"/>
-    /// says. <see cref="LinearKernels.Fastest"/> times both (<paramref name="library"/> and <paramref name="handWritten"/>,
-    /// each writing scratch copies of <paramref name="outputs"/>) the first time it meets the op with these shapes and
-    /// keeps the choice; inside a capture, where nothing can be timed, an op not decided yet takes the library path.
+    /// Whether a linear op over <paramref name="rows"/> rows (per group) runs its hand-written kernel (linear_tc.cu)
+    /// when that needs no timing: never in fp32 or outside the kernels' grid, else as <see cref="CudaBackend.LinearKernels"/>
+    /// says; null for <see cref="LinearKernels.Fastest"/>, whose choice the Faster* methods make (and allocate for).
     /// </summary>
-    private bool UsesHandWritten(string kernel, int rows, Tensor?[] inputs, Tensor?[] outputs, Action<Tensor?[]> library, Action<Tensor?[]> handWritten)
+    private bool? SettledChoice(int rows)
     {
         if (Backend.Precision == GemmPrecision.Fp32 || rows <= 0 || (rows + 63) / 64 > 65535)
         {
             return false;
         }
 
-        switch (Backend.LinearKernels)
+        return Backend.LinearKernels switch
         {
-            case LinearKernels.Library:
-                return false;
-            case LinearKernels.HandWritten:
-                return true;
-        }
+            LinearKernels.Library => false,
+            LinearKernels.HandWritten => true,
+            _ => null,
+        };
+    }
 
+    private bool FasterLinear(Tensor a, Tensor b, Tensor? bias, Tensor c) =>
+        Faster("linear_bias_tc", [a, b, bias], [c], o => LibraryLinear(a, b, bias, o[0]!), o => LinearOnTensorCores("linear_bias_tc", a, b, bias, o[0]!, P(o[0])));
+
+    private bool FasterLinearGelu(Tensor x, Tensor weight, Tensor? bias, Tensor product, Tensor y) =>
+        Faster("linear_gelu_tc", [x, weight, bias], [product, y], o => LibraryLinearGelu(x, weight, bias, o[0]!, o[1]!), o => LinearOnTensorCores("linear_gelu_tc", x, weight, bias, o[0]!, P(o[0]), P(o[1])));
+
+    private bool FasterMlpBackward(Tensor dy, Tensor weight, Tensor pre, Tensor? bias, float p, ulong seed, ulong offset, Tensor? offsetBase, Tensor dPre, GradOut dbias) =>
+        Faster(
+            "linear_dgelu_tc",
+            [dy, weight, pre, bias],
+            [dPre, dbias.Tensor],
+            o => base.LinearGeluBackwardCore(dy, weight, pre, bias, p, seed, offset, offsetBase, o[0]!, new GradOut(o[1], dbias.Accumulate)),
+            o => MlpBackwardOnTensorCores(dy, weight, pre, bias, p, seed, offset, offsetBase, o[0]!, new GradOut(o[1], dbias.Accumulate)));
+
+    /// <summary>
+    /// <see cref="LinearKernels.Fastest"/>'s choice for an op: the first time it meets these shapes it times both paths
+    /// (<paramref name="library"/> and <paramref name="handWritten"/>, each writing scratch copies of
+    /// <paramref name="outputs"/>) and keeps whether the hand-written one won; inside a capture, where nothing can be
+    /// timed, an op not decided yet takes the library path.
+    /// </summary>
+    private bool Faster(string kernel, Tensor?[] inputs, Tensor?[] outputs, Action<Tensor?[]> library, Action<Tensor?[]> handWritten)
+    {
         var key = $"{kernel} {string.Join(" ", inputs.Concat(outputs).Select(t => t is null ? "-" : $"{t.Shape}{t.DType}"))}";
         if (Backend.LinearChoices.TryGetValue(key, out var chosen))
         {
@@ -327,18 +347,27 @@ internal sealed unsafe class CudaOps(CudaContext context) : Ops(context.Device)
     }
 
     /// <summary>
-    /// One of linear_tc.cu's kernels on x [rows, in] (or [G, rows, in]) and weight [out, in] (or [G, out, in]): bf16
-    /// products under bf16 precision or for bf16 activations, else TF32; float32 outputs from bf16 operands where
-    /// <paramref name="output"/> is float32.
+    /// One of linear_tc.cu's forward kernels on x [rows, in] (or [G, rows, in]) and weight [out, in] (or [G, out, in]),
+    /// in the build <see cref="LinearKernel"/> picks for <paramref name="output"/>.
     /// </summary>
     private void LinearOnTensorCores(string kernel, Tensor x, Tensor weight, Tensor? bias, Tensor output, params ReadOnlySpan<KernelArgument> outputs)
     {
         var (groups, outFeatures, inFeatures) = weight.Rank == 3 ? (weight.Shape[0], weight.Shape[1], weight.Shape[2]) : (1, weight.Shape[0], weight.Shape[1]);
         var rows = x.Shape[-2];
+        var grid = new Dim3((uint)((outFeatures + 63) / 64), (uint)((rows + 63) / 64), (uint)groups);
+        context.Launch(LinearKernel(kernel, x, output), grid, new Dim3(128), 0, [P(x), P(weight), P(bias), rows, inFeatures, outFeatures, .. outputs]);
+    }
+
+    /// <summary>
+    /// The build of a linear_tc.cu kernel for activations like <paramref name="x"/> and an output like
+    /// <paramref name="output"/>: bf16 products under bf16 precision or for bf16 activations, else TF32; float32
+    /// outputs from bf16 operands where the output is float32.
+    /// </summary>
+    private KernelFunction LinearKernel(string kernel, Tensor x, Tensor output)
+    {
         var bf16 = Backend.Precision == GemmPrecision.Bf16 || x.DType == DType.BFloat16;
         string[] defines = [.. bf16 ? ["PC_BF16=1"] : Array.Empty<string>(), .. x.DType != output.DType ? ["PC_OUTPUT_F32=1"] : Array.Empty<string>()];
-        var grid = new Dim3((uint)((outFeatures + 63) / 64), (uint)((rows + 63) / 64), (uint)groups);
-        context.Launch(Kernel("linear_tc.cu", kernel, x, defines), grid, new Dim3(128), 0, [P(x), P(weight), P(bias), rows, inFeatures, outFeatures, .. outputs]);
+        return Kernel("linear_tc.cu", kernel, x, defines);
     }
 
     protected override void WeightGradCore(Tensor dy, Tensor x, GradOut dw, GradOut dbias)
